@@ -1,0 +1,183 @@
+/* auth.c - keys are looked up by sha256 in PostgreSQL; valid ones are cached per
+ * worker for a short time so a stream of requests costs no extra round trip. */
+#include "auth.h"
+#include "app.h"
+#include "config.h"
+#include "err.h"
+#include "http.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define CACHE_SLOTS 1024
+
+struct cache_entry {
+	char key[API_KEY_LEN + 1];
+	char tenant[UUID_LEN + 1];
+	int64_t expires_ms;
+};
+
+struct authcache {
+	pthread_mutex_t mu;             /* guards slots */
+	int ttl_ms;
+	struct cache_entry slots[CACHE_SLOTS];
+};
+
+int
+authcache_new(struct authcache **out, int ttl_ms)
+{
+	struct authcache *c = calloc(1, sizeof *c);
+
+	if (!c)
+		return TE_NOMEM;
+	c->ttl_ms = ttl_ms;
+	pthread_mutex_init(&c->mu, NULL);
+	*out = c;
+	return TE_OK;
+}
+
+void
+authcache_free(struct authcache *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+static unsigned
+slot_of(const char *key)
+{
+	unsigned h = 2166136261u;
+
+	for (const char *p = key; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return h % CACHE_SLOTS;
+}
+
+static int
+cache_get(struct authcache *c, const char *key, char tenant[UUID_LEN + 1])
+{
+	struct cache_entry *e = &c->slots[slot_of(key)];
+	int hit = 0;
+
+	pthread_mutex_lock(&c->mu);
+	if (e->expires_ms > now_ms() && secret_equal(e->key, key)) {
+		memcpy(tenant, e->tenant, UUID_LEN + 1);
+		hit = 1;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return hit;
+}
+
+static void
+cache_put(struct authcache *c, const char *key, const char *tenant)
+{
+	struct cache_entry *e = &c->slots[slot_of(key)];
+
+	pthread_mutex_lock(&c->mu);
+	memcpy(e->key, key, API_KEY_LEN + 1);
+	memcpy(e->tenant, tenant, UUID_LEN + 1);
+	e->expires_ms = now_ms() + c->ttl_ms;
+	pthread_mutex_unlock(&c->mu);
+}
+
+const char *
+auth_bearer(const char *h, size_t *len)
+{
+	size_t n;
+
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	n = strlen(h);
+	while (n > 0 && h[n - 1] == ' ')
+		n--;
+	if (n == 0 || n > 512)
+		return NULL;
+	*len = n;
+	return h;
+}
+
+static int
+key_shape_ok(const char *k, size_t n)
+{
+	if (n != API_KEY_LEN || strncmp(k, API_KEY_PREFIX, 3) != 0)
+		return 0;
+	for (size_t i = 3; i < n; i++)
+		if (!((k[i] >= '0' && k[i] <= '9') || (k[i] >= 'a' && k[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+int
+auth_tenant(struct req *r)
+{
+	char key[API_KEY_LEN + 1];
+	size_t n = 0;
+	const char *k = auth_bearer(r->authorization, &n);
+	int rc;
+
+	if (!k) {
+		http_error_ex(r, API_UNAUTHORIZED, NULL, NULL, "WWW-Authenticate: Bearer\r\n",
+		    "missing API key: send Authorization: Bearer <key>");
+		return -1;
+	}
+	if (!key_shape_ok(k, n)) {
+		http_error_ex(r, API_UNAUTHORIZED, NULL, NULL, "WWW-Authenticate: Bearer\r\n",
+		    "invalid API key");
+		return -1;
+	}
+	memcpy(key, k, n);
+	key[n] = '\0';
+	if (cache_get(r->app->auth, key, r->tenant))
+		return 0;
+	rc = store_auth(r->app->store, key, r->tenant);
+	if (rc == TE_NOTFOUND) {
+		http_error_ex(r, API_UNAUTHORIZED, NULL, NULL, "WWW-Authenticate: Bearer\r\n",
+		    "invalid API key");
+		return -1;
+	}
+	if (rc != TE_OK) {
+		http_error_ex(r, API_UNAVAILABLE, NULL, NULL, "Retry-After: 1\r\n",
+		    "could not check the API key: PostgreSQL is unavailable");
+		return -1;
+	}
+	cache_put(r->app->auth, key, r->tenant);
+	return 0;
+}
+
+int
+auth_admin(struct req *r)
+{
+	const struct config *cfg = r->app->cfg;
+	char tok[513];
+	size_t n = 0;
+	const char *t = auth_bearer(r->authorization, &n);
+
+	if (t) {
+		memcpy(tok, t, n);
+		tok[n] = '\0';
+	}
+	if (!t || !cfg->admin_token[0] || !secret_equal(tok, cfg->admin_token)) {
+		http_error_ex(r, API_UNAUTHORIZED, NULL, NULL, "WWW-Authenticate: Bearer\r\n",
+		    cfg->admin_token[0] ? "missing or wrong admin token"
+		    : "admin routes are disabled: TETHER_ADMIN_TOKEN is not set");
+		return -1;
+	}
+	return 0;
+}
+
+int
+auth_key_generate(char key[API_KEY_LEN + 1])
+{
+	memcpy(key, API_KEY_PREFIX, 3);
+	return random_hex(key + 3, 20) == 0 ? TE_OK : TE_IO;
+}

@@ -1,0 +1,27 @@
+/* buf.h - a growing byte buffer with a hard cap (curl's bounded dynbuf). */
+#ifndef TETHER_BUF_H
+#define TETHER_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+	char *data;     /* always NUL-terminated when non-NULL */
+	size_t len;
+	size_t cap;
+	size_t max;     /* appends beyond this fail with TE_TOOLARGE */
+};
+
+void buf_init(struct buf *b, size_t max);
+int buf_append(struct buf *b, const void *p, size_t n);
+int buf_puts(struct buf *b, const char *s);
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+/* Append s as a JSON string literal (quotes included). */
+int buf_json_str(struct buf *b, const char *s, size_t n);
+void buf_reset(struct buf *b);
+/* Hand over the data; the caller frees it. The buffer is left empty. */
+char *buf_steal(struct buf *b);
+void buf_free(struct buf *b);
+
+#endif

@@ -1,0 +1,66 @@
+/* bus.h - run events on NATS JetStream (stream TETHER_RUNS, subject
+ * tether.run.<run_id>), with fencing by expected last subject sequence.
+ * The only module that speaks nats.c. */
+#ifndef TETHER_BUS_H
+#define TETHER_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+struct bus;
+struct bus_sub;
+
+#define BUS_STREAM "TETHER_RUNS"
+
+enum bus_ev { EV_START = 0, EV_DELTA, EV_RESET, EV_DONE, EV_UNKNOWN, EV__MAX };
+
+const char *bus_ev_name(enum bus_ev t);
+enum bus_ev bus_ev_parse(const char *s);
+
+/* One event as stored. data points into the message; valid until bus_event_release. */
+struct bus_event {
+	uint64_t sseq;          /* stream sequence */
+	int attempt;
+	int64_t seq;
+	enum bus_ev type;
+	int64_t end;            /* Tether-End: output bytes up to and including this delta */
+	const char *data;
+	size_t len;
+	uint64_t pending;       /* messages the consumer still has to deliver */
+	void *msg;
+};
+
+/* A callback for control messages addressed to this worker (cancel notices). */
+typedef void (*bus_ctl_fn)(void *arg, const char *verb, const char *run_id);
+
+int bus_open(struct bus **out, const struct config *cfg, const char *name);
+void bus_close(struct bus *b);
+int bus_connected(struct bus *b);
+/* Check the stream round trip (readiness): TE_OK or TE_BUS. */
+int bus_ping(struct bus *b, int timeout_ms);
+/* Create the stream when missing; check subjects and storage when present. */
+int bus_stream_ensure(struct bus *b);
+
+/* Publish one event with Nats-Msg-Id = msg_id (NULL: <run>:<attempt>:<seq>) and,
+ * when expect > 0, expected last subject sequence = expect. Retries after
+ * connection trouble until deadline_ms (dedupe keeps it once).
+ * TE_FENCED: the subject moved on (a taker's reset or a cancel). */
+int bus_publish(struct bus *b, const char *run_id, int attempt, int64_t seq, enum bus_ev type,
+    int64_t end, const char *msg_id, const char *data, size_t len, uint64_t expect,
+    int64_t deadline_ms, uint64_t *sseq);
+/* The last event of a run; TE_NOTFOUND when the subject is empty. Release it. */
+int bus_last(struct bus *b, const char *run_id, struct bus_event *ev);
+void bus_event_release(struct bus_event *ev);
+
+/* An ordered consumer of one run's events, from the first stored one. */
+int bus_sub_open(struct bus *b, const char *run_id, struct bus_sub **out);
+/* TE_OK with ev filled, TE_TIMEOUT when nothing came, TE_BUS on trouble. */
+int bus_sub_next(struct bus_sub *s, int timeout_ms, struct bus_event *ev);
+void bus_sub_close(struct bus_sub *s);
+
+/* Control messages between workers (core NATS, not stored). */
+int bus_ctl_listen(struct bus *b, long worker, bus_ctl_fn fn, void *arg);
+int bus_ctl_send(struct bus *b, long worker, const char *verb, const char *run_id);
+
+#endif

@@ -1,0 +1,70 @@
+/* config.h - every setting in one table with min, max and default (config.c).
+ * Sources, later ones winning: defaults, environment (TETHER_*), command-line flags. */
+#ifndef TETHER_CONFIG_H
+#define TETHER_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+struct config {
+	/* process */
+	char listen[256];
+	int workers;
+	char pod[64];
+	int log_level;
+	/* dependencies */
+	char database_url[1024];
+	char nats_url[512];
+	char admin_token[256];
+	int db_pool;
+	int db_connect_timeout_s;
+	int statement_timeout_ms;
+	int nats_timeout_ms;
+	/* capacity and input bounds */
+	int threads;
+	int max_runs;
+	int max_watchers;
+	int tenant_max_active_runs;
+	int max_body;
+	int max_input;
+	int json_depth;
+	int max_output;
+	/* streaming */
+	int heartbeat_s;
+	int stall_ms;
+	int stream_max_age_s;
+	int dup_window_s;
+	int stream_replicas;
+	/* ownership and takeover */
+	int worker_heartbeat_ms;
+	int drain_s;
+	int max_attempts;
+	int max_run_s;
+	int pg_grace_s;
+	/* model provider */
+	char provider_url[512];
+	char provider_key[512];
+	char provider_model[128];
+	char provider_models[1024];
+	char system_prompt[4096];
+	int provider_connect_ms;
+	int provider_first_token_ms;
+	int provider_idle_ms;
+	int provider_total_s;
+	int provider_retries;
+	int provider_max_line;
+	/* benchmarks */
+	int bench_routes;
+};
+
+/* Fill cfg from defaults, the environment and argv. On error writes a message
+ * to err and returns -1; returns 1 when --help was asked (usage printed). */
+int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
+void config_defaults(struct config *cfg);
+void config_usage(FILE *fp, const char *prog);
+/* Set one value by its name (as in --name); for tests and the CLI. */
+int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t errlen);
+/* Print every value (secrets masked) as name=value lines. */
+void config_dump(const struct config *cfg, FILE *fp);
+
+#endif

@@ -1,0 +1,88 @@
+/* http.h - one FastCGI request: parameters, bounded body, JSON responses,
+ * the error shape of API.md, and Server-Sent Events writing. */
+#ifndef TETHER_HTTP_H
+#define TETHER_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "err.h"
+#include "util.h"
+
+struct app;
+struct json_object;
+typedef struct FCGX_Request FCGX_Request;
+
+enum http_method {
+	M_GET = 1, M_POST = 2, M_PUT = 4, M_DELETE = 8, M_PATCH = 16, M_HEAD = 32,
+	M_OPTIONS = 64, M_OTHER = 128
+};
+
+struct req {
+	struct app *app;
+	FCGX_Request *fcgi;
+	enum http_method method;
+	const char *method_str;
+	const char *path;               /* DOCUMENT_URI: decoded, normalised by nginx */
+	const char *query;              /* QUERY_STRING, raw */
+	const char *content_type;
+	const char *authorization;
+	const char *accept;
+	const char *last_event_id;
+	const char *idempotency_key;
+	const char *remote_addr;
+	int64_t content_length;         /* -1 when absent */
+	struct buf body;
+	/* filled by routing */
+	char id[UUID_LEN + 1];
+	char name[65];
+	/* filled by auth */
+	char tenant[UUID_LEN + 1];
+	/* response state */
+	int status;                     /* 0 until headers are written */
+	int streaming;
+	int64_t started_us;
+};
+
+enum http_method http_method_parse(const char *s);
+const char *http_status_text(int status);
+
+void http_req_init(struct req *r, struct app *app, FCGX_Request *fcgi);
+void http_req_free(struct req *r);
+
+/* Read the body within the configured limit; on failure the error response
+ * has been sent and -1 is returned. */
+int http_body_read(struct req *r, size_t max);
+/* Read and parse a JSON object body (415, 413, 400 answered here). With
+ * allow_empty, an empty body yields an empty object. *out belongs to the caller. */
+int http_json_body(struct req *r, int allow_empty, struct json_object **out);
+
+void http_respond(struct req *r, int status, const char *ctype, const char *extra_headers,
+    const char *body, size_t len);
+void http_json(struct req *r, int status, struct json_object *obj);
+void http_json_str(struct req *r, int status, const char *json);
+void http_error(struct req *r, enum api_err e, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void http_error_field(struct req *r, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The general form: any of field, active_run_id, extra_headers may be NULL. */
+void http_error_ex(struct req *r, enum api_err e, const char *field, const char *active_run_id,
+    const char *extra_headers, const char *msg);
+/* Render {"error":{...}} into b (pure; unit-tested). */
+int http_error_render(struct buf *b, enum api_err e, const char *msg, const char *field,
+    const char *active_run_id);
+
+/* Query string: copy the percent-decoded value of name into dst.
+ * Returns its length, -1 when absent, -2 when malformed or longer than cap-1. */
+int http_query_get(const char *query, const char *name, char *dst, size_t cap);
+
+/* Event streams. */
+int http_sse_start(struct req *r);
+/* Returns TE_OK or TE_CLOSED when the client has gone. */
+int http_sse_event(struct req *r, const char *id, const char *event, const char *data, size_t len);
+int http_sse_comment(struct req *r, const char *text);
+/* Non-blocking check: has the web server closed this request's connection? */
+int http_client_gone(struct req *r);
+
+#endif

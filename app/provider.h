@@ -1,0 +1,74 @@
+/* provider.h - a model provider behind one interface: start, next chunk, cancel.
+ * "mock" is built in (provider_mock.c); any other model goes to the
+ * OpenAI-compatible provider when TETHER_PROVIDER_URL is set. */
+#ifndef TETHER_PROVIDER_H
+#define TETHER_PROVIDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+struct config;
+struct provider_call;
+
+struct provider_msg {
+	const char *role;       /* system, user, assistant */
+	const char *content;
+};
+
+struct provider_req {
+	const struct config *cfg;
+	const char *run_id;
+	int attempt;
+	const char *model;
+	const struct provider_msg *msgs;        /* the conversation, the new input last */
+	size_t nmsgs;
+	const char *params_json;                /* validated at run creation; may be NULL */
+};
+
+/* Is this model name servable here? 0, or -1 with a sentence in err. */
+int provider_model_check(const struct config *cfg, const char *model, char *err, size_t errlen);
+/* The model a run gets when it names none. */
+const char *provider_default_model(const struct config *cfg);
+
+/* Begin a call. The request and its strings must outlive the call. */
+int provider_start(const struct provider_req *req, struct provider_call **out, char *err,
+    size_t errlen);
+/* Block until the next chunk (appended to chunk, which the caller resets), the end
+ * (*eof = 1, TE_OK), a failure (TE_PROVIDER, message in err) or a cancel (TE_CLOSED). */
+int provider_next(struct provider_call *c, struct buf *chunk, int *eof, char *err, size_t errlen);
+/* From any thread: make provider_next return TE_CLOSED promptly and drop the upstream. */
+void provider_cancel(struct provider_call *c);
+/* Token usage as a JSON object once known, else NULL. Owned by the call. */
+const char *provider_usage(struct provider_call *c);
+void provider_free(struct provider_call *c);
+
+/* Implementations. */
+struct provider_ops {
+	int (*start)(const struct provider_req *req, struct provider_call **out, char *err,
+	    size_t errlen);
+	int (*next)(struct provider_call *c, struct buf *chunk, int *eof, char *err, size_t errlen);
+	void (*cancel)(struct provider_call *c);
+	const char *(*usage)(struct provider_call *c);
+	void (*free)(struct provider_call *c);
+};
+
+/* Every call starts with this header so the dispatcher finds its ops. */
+struct provider_call_base {
+	const struct provider_ops *ops;
+};
+
+extern const struct provider_ops provider_mock_ops;
+
+/* Mock directives of API.md, parsed from the input (pure; unit-tested). */
+struct mock_spec {
+	long chunks;            /* slow:<N>x<MS>: N, default 5, at most 100000 */
+	long interval_ms;       /* MS, default 50 */
+	long fail_after;        /* fail:<K>, -1 when absent */
+	int emit;               /* emit: chunk-<i>@<unix us> */
+	int history;            /* history: first chunk describes the conversation */
+};
+void mock_parse(const char *input, struct mock_spec *spec);
+
+#endif

@@ -1,0 +1,229 @@
+/* provider_mock.c - the deterministic model of API.md, for tests, demos and benchmarks.
+ * Chunk i (1-based) is due at call start + i * MS and reads
+ * "t<call-start unix ms> chunk-<i> ", or "chunk-<i>@<unix us> " with emit. */
+#include "provider.h"
+#include "err.h"
+#include "util.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MOCK_MAX_CHUNKS 100000
+#define MOCK_MAX_INTERVAL_MS 600000
+
+struct mock_call {
+	struct provider_call_base base;
+	struct mock_spec spec;
+	const struct provider_req *req;
+	int64_t start_wall_ms;
+	int64_t start_mono_ms;
+	long sent;
+	int history_sent;
+	pthread_mutex_t mu;             /* guards cancelled */
+	pthread_cond_t cv;
+	int cancelled;
+};
+
+static int
+word_start(const char *s, const char *p)
+{
+	return p == s || p[-1] == ' ' || p[-1] == '\t' || p[-1] == '\n' || p[-1] == '\r' ||
+	    p[-1] == ',' || p[-1] == '(' || p[-1] == '[';
+}
+
+static int
+word_end(char c)
+{
+	return c == '\0' || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' ||
+	    c == '.' || c == ')' || c == ']' || c == ';' || c == '!' || c == '?';
+}
+
+/* Digits at p within [0, max]; returns the number of digits read (0: none/too big). */
+static int
+digits(const char *p, long max, long *out)
+{
+	long v = 0;
+	int n = 0;
+
+	while (p[n] >= '0' && p[n] <= '9') {
+		if (n >= 9)
+			return 0;
+		v = v * 10 + (p[n] - '0');
+		n++;
+	}
+	if (n == 0 || v > max)
+		return 0;
+	*out = v;
+	return n;
+}
+
+static const char *
+find_word(const char *s, const char *word, int exact)
+{
+	size_t wl = strlen(word);
+
+	for (const char *p = strstr(s, word); p; p = strstr(p + 1, word))
+		if (word_start(s, p) && (!exact || word_end(p[wl])))
+			return p;
+	return NULL;
+}
+
+void
+mock_parse(const char *input, struct mock_spec *spec)
+{
+	const char *p;
+	long n, ms, k;
+	int a, b;
+
+	spec->chunks = 5;
+	spec->interval_ms = 50;
+	spec->fail_after = -1;
+	spec->emit = 0;
+	spec->history = 0;
+	if (!input)
+		return;
+	for (p = find_word(input, "slow:", 0); p; p = find_word(p + 1, "slow:", 0)) {
+		p += 5;
+		if ((a = digits(p, MOCK_MAX_CHUNKS, &n)) && p[a] == 'x' &&
+		    (b = digits(p + a + 1, MOCK_MAX_INTERVAL_MS, &ms)) && word_end(p[a + 1 + b])) {
+			spec->chunks = n;
+			spec->interval_ms = ms;
+			break;
+		}
+	}
+	for (p = find_word(input, "fail:", 0); p; p = find_word(p + 1, "fail:", 0)) {
+		p += 5;
+		if ((a = digits(p, MOCK_MAX_CHUNKS, &k)) && word_end(p[a])) {
+			spec->fail_after = k;
+			break;
+		}
+	}
+	spec->emit = find_word(input, "emit", 1) != NULL;
+	spec->history = find_word(input, "history", 1) != NULL;
+}
+
+static int
+mock_start(const struct provider_req *req, struct provider_call **out, char *err, size_t errlen)
+{
+	struct mock_call *c = calloc(1, sizeof *c);
+
+	(void)err;
+	(void)errlen;
+	if (!c)
+		return TE_NOMEM;
+	c->base.ops = &provider_mock_ops;
+	c->req = req;
+	mock_parse(req->nmsgs ? req->msgs[req->nmsgs - 1].content : "", &c->spec);
+	c->start_wall_ms = wall_ms();
+	c->start_mono_ms = now_ms();
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	*out = (struct provider_call *)c;
+	return TE_OK;
+}
+
+/* Wait until the monotonic time due_ms or a cancel; returns 1 when cancelled. */
+static int
+mock_wait(struct mock_call *c, int64_t due_ms)
+{
+	int cancelled;
+
+	pthread_mutex_lock(&c->mu);
+	while (!c->cancelled) {
+		int64_t left = due_ms - now_ms();
+		struct timespec ts;
+
+		if (left <= 0)
+			break;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+	}
+	cancelled = c->cancelled;
+	pthread_mutex_unlock(&c->mu);
+	return cancelled;
+}
+
+static int
+mock_history(struct mock_call *c, struct buf *chunk)
+{
+	int rc = buf_printf(chunk, "history=%zu roles=", c->req->nmsgs);
+
+	for (size_t i = 0; i < c->req->nmsgs && rc == TE_OK; i++)
+		rc = buf_printf(chunk, "%s%s", i ? "," : "", c->req->msgs[i].role);
+	return rc == TE_OK ? buf_puts(chunk, " ") : rc;
+}
+
+static int
+mock_next(struct provider_call *pc, struct buf *chunk, int *eof, char *err, size_t errlen)
+{
+	struct mock_call *c = (struct mock_call *)pc;
+	long i = c->sent + 1;
+
+	*eof = 0;
+	if (c->spec.history && !c->history_sent) {
+		c->history_sent = 1;
+		if (mock_wait(c, now_ms()))
+			return TE_CLOSED;
+		return mock_history(c, chunk);
+	}
+	if (c->spec.fail_after >= 0 && c->sent >= c->spec.fail_after) {
+		snprintf(err, errlen, "mock provider failed after %ld chunks (fail:%ld)", c->sent,
+		    c->spec.fail_after);
+		return TE_PROVIDER;
+	}
+	if (c->sent >= c->spec.chunks) {
+		*eof = 1;
+		return TE_OK;
+	}
+	if (mock_wait(c, c->start_mono_ms + i * c->spec.interval_ms))
+		return TE_CLOSED;
+	c->sent = i;
+	if (c->spec.emit)
+		return buf_printf(chunk, "chunk-%ld@%lld ", i, (long long)wall_us());
+	return buf_printf(chunk, "t%lld chunk-%ld ", (long long)c->start_wall_ms, i);
+}
+
+static void
+mock_cancel(struct provider_call *pc)
+{
+	struct mock_call *c = (struct mock_call *)pc;
+
+	pthread_mutex_lock(&c->mu);
+	c->cancelled = 1;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static const char *
+mock_usage(struct provider_call *pc)
+{
+	(void)pc;
+	return NULL;
+}
+
+static void
+mock_free(struct provider_call *pc)
+{
+	struct mock_call *c = (struct mock_call *)pc;
+
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	free(c);
+}
+
+const struct provider_ops provider_mock_ops = {
+	.start = mock_start,
+	.next = mock_next,
+	.cancel = mock_cancel,
+	.usage = mock_usage,
+	.free = mock_free,
+};

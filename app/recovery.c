@@ -1,0 +1,216 @@
+/* recovery.c - DESIGN.md "Who notices": watchers (stall probe) and the cron sweep. */
+#include "recovery.h"
+#include "app.h"
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "run.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_INFLIGHT 256
+
+struct recovery {
+	struct app *app;
+	pthread_mutex_t mu;             /* guards inflight */
+	char inflight[MAX_INFLIGHT][UUID_LEN + 1];
+	int ninflight;
+};
+
+int
+recovery_new(struct recovery **out, struct app *app)
+{
+	struct recovery *r = calloc(1, sizeof *r);
+
+	if (!r)
+		return TE_NOMEM;
+	r->app = app;
+	pthread_mutex_init(&r->mu, NULL);
+	*out = r;
+	return TE_OK;
+}
+
+void
+recovery_free(struct recovery *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+static int
+inflight_enter(struct recovery *r, const char *run_id)
+{
+	int ok = 1;
+
+	pthread_mutex_lock(&r->mu);
+	for (int i = 0; i < r->ninflight; i++)
+		if (!strcmp(r->inflight[i], run_id))
+			ok = 0;
+	if (ok && r->ninflight == MAX_INFLIGHT)
+		ok = 0;
+	if (ok)
+		memcpy(r->inflight[r->ninflight++], run_id, UUID_LEN + 1);
+	pthread_mutex_unlock(&r->mu);
+	return ok;
+}
+
+static void
+inflight_leave(struct recovery *r, const char *run_id)
+{
+	pthread_mutex_lock(&r->mu);
+	for (int i = 0; i < r->ninflight; i++)
+		if (!strcmp(r->inflight[i], run_id)) {
+			memcpy(r->inflight[i], r->inflight[--r->ninflight], UUID_LEN + 1);
+			break;
+		}
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void
+resume(struct app *a, const struct claimed *c, enum run_kind kind, const char *via,
+    int64_t claimed_us, int64_t silence_ms)
+{
+	runner_reserve_force(a->runner);
+	if (kind == RUN_TAKEOVER)
+		tlog_run(LOG_INFO, c->run_id, c->attempt,
+		    "takeover via=%s old_owner=%ld new_owner=%ld silence_ms=%lld", via, c->old_owner,
+		    a->worker, (long long)silence_ms);
+	else
+		tlog_run(LOG_INFO, c->run_id, c->attempt, "starting queued run via=%s", via);
+	if (runner_spawn(a->runner, c->run_id, c->attempt, kind, claimed_us) != TE_OK)
+		runner_unreserve(a->runner);
+}
+
+static void
+publish_failures(struct app *a, const struct claim_set *failed)
+{
+	for (size_t i = 0; i < failed->n; i++) {
+		struct run_state rs;
+
+		if (store_run_state(a->store, NULL, failed->v[i].run_id, &rs) != TE_OK)
+			continue;
+		tlog_run(LOG_WARN, rs.id, rs.attempt, "run failed by the sweep: %s",
+		    rs.error_json ? rs.error_json : "-");
+		if (!strcmp(rs.status, "failed"))
+			run_publish_terminal(a, rs.id, rs.attempt, "failed", rs.error_json, "final");
+		store_run_state_free(&rs);
+	}
+}
+
+enum recover_rc
+recovery_check_run(struct recovery *r, const char *run_id, long owner, int attempt,
+    int64_t silence_ms)
+{
+	struct app *a = r->app;
+	struct claim_set claimed = { 0 }, failed = { 0 };
+	enum probe_result pr;
+	enum recover_rc out;
+	int rc;
+
+	if (owner == a->worker)
+		return RECOVER_ALIVE;   /* our own generator: alive by definition */
+	if (!inflight_enter(r, run_id))
+		return RECOVER_BUSY;
+	rc = store_probe_claim(a->store, a->worker, a->pod, a->pid, owner, run_id, attempt, 1,
+	    a->cfg->max_attempts, a->cfg->pg_grace_s, &pr, &claimed, &failed);
+	if (rc != TE_OK) {
+		out = RECOVER_ERROR;
+	} else if (pr == PROBE_ALIVE) {
+		out = RECOVER_ALIVE;
+	} else if (claimed.n == 1) {
+		resume(a, &claimed.v[0], RUN_TAKEOVER, "watch", now_us(), silence_ms);
+		out = RECOVER_CLAIMED;
+	} else if (failed.n == 1) {
+		publish_failures(a, &failed);
+		out = RECOVER_FAILED;
+	} else {
+		out = RECOVER_LOST;
+	}
+	inflight_leave(r, run_id);
+	claim_set_free(&claimed);
+	claim_set_free(&failed);
+	return out;
+}
+
+int
+recovery_sweep(struct recovery *r, struct sweep_result *out)
+{
+	struct app *a = r->app;
+	const struct config *cfg = a->cfg;
+	struct worker_ref *ws = NULL;
+	size_t nws = 0;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if ((rc = store_workers_list(a->store, &ws, &nws)) != TE_OK)
+		return rc;
+	if (nws && !(out->dead = calloc(nws, sizeof *out->dead))) {
+		free(ws);
+		return TE_NOMEM;
+	}
+	for (size_t i = 0; i < nws; i++) {
+		enum probe_result pr;
+		size_t before = out->claimed.n;
+		int slots;
+
+		if (ws[i].id == a->worker)
+			continue;
+		out->probed++;
+		slots = runner_free_slots(a->runner);
+		rc = store_probe_claim(a->store, a->worker, a->pod, a->pid, ws[i].id, NULL, 0,
+		    slots > 0 ? slots : 0, cfg->max_attempts, cfg->pg_grace_s, &pr, &out->claimed,
+		    &out->failed);
+		if (rc != TE_OK)
+			goto out;
+		if (pr == PROBE_DEAD) {
+			out->dead[out->ndead++] = ws[i].id;
+			tlog(LOG_WARN, "worker %ld (pod %s pid %d) is dead; claimed %zu of its runs",
+			    ws[i].id, ws[i].pod, (int)ws[i].pid, out->claimed.n - before);
+		}
+		for (size_t k = before; k < out->claimed.n; k++)
+			resume(a, &out->claimed.v[k], RUN_TAKEOVER, "sweep", now_us(), 0);
+	}
+	{
+		size_t before = out->claimed.n;
+		int slots = runner_free_slots(a->runner);
+
+		rc = store_claim_orphans(a->store, a->worker, a->pod, a->pid, slots > 0 ? slots : 0,
+		    cfg->max_attempts, &out->claimed, &out->failed);
+		if (rc != TE_OK)
+			goto out;
+		for (size_t k = before; k < out->claimed.n; k++)
+			resume(a, &out->claimed.v[k],
+			    out->claimed.v[k].attempt > 1 ? RUN_TAKEOVER : RUN_FRESH, "sweep", now_us(), 0);
+	}
+	{
+		int slots = runner_free_slots(a->runner);
+
+		rc = store_start_queued(a->store, a->worker, a->pod, a->pid, slots > 0 ? slots : 0,
+		    &out->started);
+		if (rc != TE_OK)
+			goto out;
+		for (size_t k = 0; k < out->started.n; k++)
+			resume(a, &out->started.v[k],
+			    out->started.v[k].attempt > 1 ? RUN_TAKEOVER : RUN_FRESH, "sweep", 0, 0);
+	}
+	rc = store_reap(a->store, cfg->max_run_s, &out->failed);
+out:
+	publish_failures(a, &out->failed);
+	free(ws);
+	return rc;
+}
+
+void
+sweep_result_free(struct sweep_result *s)
+{
+	if (!s)
+		return;
+	free(s->dead);
+	claim_set_free(&s->claimed);
+	claim_set_free(&s->started);
+	claim_set_free(&s->failed);
+}

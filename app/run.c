@@ -1,0 +1,592 @@
+/* run.c - generators. Each owns one (run, attempt); every write it makes is fenced:
+ * stream publishes by expected last subject sequence, the terminal row write by
+ * attempt and owner. A fenced write means someone else owns the run now (a taker
+ * or a cancel): the generator stops at once and writes nothing more. */
+#include "run.h"
+#include "app.h"
+#include "bus.h"
+#include "buf.h"
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "provider.h"
+#include "store.h"
+#include "util.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STACK_SIZE (256 * 1024)
+#define RESET_TRIES 8
+
+struct job {
+	struct job *next;
+	struct runner *r;
+	char run_id[UUID_LEN + 1];
+	int attempt;
+	enum run_kind kind;
+	int64_t claimed_us;
+	struct provider_call *call;     /* guarded by runner.mu */
+	int stop;                       /* guarded by runner.mu: cancelled or aborted */
+};
+
+struct runner {
+	struct app *app;
+	pthread_mutex_t mu;             /* guards everything below and job.call/stop */
+	pthread_cond_t idle;
+	int max;
+	int reserved;                   /* slots taken, running or about to */
+	int active;                     /* generator threads alive */
+	struct job *jobs;
+};
+
+int
+runner_new(struct runner **out, struct app *app, int max_runs)
+{
+	struct runner *r = calloc(1, sizeof *r);
+
+	if (!r)
+		return TE_NOMEM;
+	r->app = app;
+	r->max = max_runs;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->idle, NULL);
+	*out = r;
+	return TE_OK;
+}
+
+void
+runner_free(struct runner *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->idle);
+	free(r);
+}
+
+int
+runner_reserve(struct runner *r)
+{
+	int rc = TE_OK;
+
+	pthread_mutex_lock(&r->mu);
+	if (r->reserved >= r->max)
+		rc = TE_CAPACITY;
+	else
+		r->reserved++;
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+void
+runner_reserve_force(struct runner *r)
+{
+	pthread_mutex_lock(&r->mu);
+	r->reserved++;
+	pthread_mutex_unlock(&r->mu);
+}
+
+void
+runner_unreserve(struct runner *r)
+{
+	pthread_mutex_lock(&r->mu);
+	r->reserved--;
+	pthread_cond_broadcast(&r->idle);
+	pthread_mutex_unlock(&r->mu);
+}
+
+int
+runner_free_slots(struct runner *r)
+{
+	int n;
+
+	pthread_mutex_lock(&r->mu);
+	n = r->max - r->reserved;
+	pthread_mutex_unlock(&r->mu);
+	return n;
+}
+
+int
+runner_active(struct runner *r)
+{
+	int n;
+
+	pthread_mutex_lock(&r->mu);
+	n = r->reserved;
+	pthread_mutex_unlock(&r->mu);
+	return n;
+}
+
+static int
+job_stopped(struct job *j)
+{
+	int s;
+
+	pthread_mutex_lock(&j->r->mu);
+	s = j->stop;
+	pthread_mutex_unlock(&j->r->mu);
+	return s;
+}
+
+static void
+job_set_call(struct job *j, struct provider_call *c)
+{
+	pthread_mutex_lock(&j->r->mu);
+	j->call = c;
+	if (c && j->stop)
+		provider_cancel(c);
+	pthread_mutex_unlock(&j->r->mu);
+}
+
+/* ---- the generator ---- */
+
+struct gen {
+	struct job *j;
+	struct app *a;
+	const struct config *cfg;
+	const char *run;
+	int attempt;
+	int64_t deadline_ms;            /* give up on NATS/PostgreSQL trouble after this */
+	uint64_t prev;                  /* stream sequence of our previous publish */
+	int64_t seq;
+	struct run_ctx ctx;
+};
+
+static int
+gen_publish(struct gen *g, enum bus_ev type, int64_t end, const char *msg_id, const char *data,
+    size_t len)
+{
+	uint64_t sseq = 0;
+	int rc = bus_publish(g->a->bus, g->run, g->attempt, g->seq, type, end, msg_id, data, len,
+	    g->prev, g->deadline_ms, &sseq);
+
+	if (rc == TE_OK) {
+		g->prev = sseq;
+		if (type == EV_DELTA)
+			atomic_fetch_add(&g->a->ctr.chunks_published, 1);
+	} else if (rc == TE_FENCED) {
+		atomic_fetch_add(&g->a->ctr.fenced_publishes, 1);
+		tlog_run(LOG_WARN, g->run, g->attempt,
+		    "publish of %s %lld fenced: the run has a newer owner or was cancelled; stopping",
+		    bus_ev_name(type), (long long)g->seq);
+	}
+	return rc;
+}
+
+/* Seq 0 of a takeover: reset, expecting the subject's last sequence as read. */
+static int
+gen_reset(struct gen *g)
+{
+	char data[96];
+	int n = snprintf(data, sizeof data, "{\"attempt\":%d,\"reason\":\"owner_lost\"}", g->attempt);
+
+	for (int i = 0; i < RESET_TRIES; i++) {
+		struct bus_event last;
+		struct run_state rs;
+		int rc = bus_last(g->a->bus, g->run, &last);
+
+		if (rc == TE_OK) {
+			int done = last.type == EV_DONE;
+
+			g->prev = last.sseq;
+			bus_event_release(&last);
+			if (done) {
+				tlog_run(LOG_INFO, g->run, g->attempt,
+				    "stream already ended (done); not resuming");
+				return TE_FENCED;
+			}
+		} else if (rc == TE_NOTFOUND) {
+			g->prev = 0;
+		} else {
+			sleep_ms(100);
+			continue;
+		}
+		g->seq = 0;
+		rc = bus_publish(g->a->bus, g->run, g->attempt, 0, EV_RESET, 0, NULL, data, (size_t)n,
+		    g->prev, g->deadline_ms, &g->prev);
+		if (rc == TE_OK)
+			return TE_OK;
+		if (rc != TE_FENCED)
+			return rc;
+		/* Someone published between our read and our reset: still ours? */
+		if (store_run_state(g->a->store, NULL, g->run, &rs) == TE_OK) {
+			int ours = !strcmp(rs.status, "running") && rs.attempt == g->attempt &&
+			    rs.owner == g->a->worker;
+			store_run_state_free(&rs);
+			if (!ours)
+				return TE_FENCED;
+		}
+	}
+	return TE_FENCED;
+}
+
+static int
+gen_start_event(struct gen *g)
+{
+	struct buf b;
+	int rc;
+
+	buf_init(&b, 256);
+	rc = buf_printf(&b, "{\"run_id\":\"%s\",\"thread_id\":\"%s\",\"attempt\":%d}", g->run,
+	    g->ctx.thread_id, g->attempt);
+	g->seq = 0;
+	if (rc == TE_OK)
+		rc = gen_publish(g, EV_START, 0, NULL, b.data, b.len);
+	buf_free(&b);
+	return rc;
+}
+
+/* The terminal row write, retried while PostgreSQL is away. */
+static int
+gen_finish(struct gen *g, const char *status, const char *output, size_t len, const char *error,
+    const char *usage)
+{
+	int64_t backoff = 100;
+
+	for (;;) {
+		int rc = store_run_finish(g->a->store, g->run, g->attempt, g->a->worker, status,
+		    output, len, error, usage);
+
+		if (rc == TE_OK || rc == TE_FENCED) {
+			if (rc == TE_FENCED)
+				tlog_run(LOG_WARN, g->run, g->attempt,
+				    "terminal write fenced: the run is no longer this attempt's; stopping");
+			return rc;
+		}
+		if (now_ms() > g->deadline_ms || job_stopped(g->j))
+			return rc;
+		tlog_run(LOG_WARN, g->run, g->attempt, "could not write the %s state (%s); retrying",
+		    status, te_strerror(rc));
+		sleep_ms(backoff);
+		if (backoff < 2000)
+			backoff *= 2;
+	}
+}
+
+static void
+gen_done(struct gen *g, const char *status, const char *error_json)
+{
+	struct buf b;
+
+	buf_init(&b, 8192);
+	if (error_json)
+		buf_printf(&b, "{\"status\":\"%s\",\"error\":%s}", status, error_json);
+	else
+		buf_printf(&b, "{\"status\":\"%s\"}", status);
+	gen_publish(g, EV_DONE, 0, NULL, b.data, b.len);
+	buf_free(&b);
+}
+
+static void
+gen_fail(struct gen *g, const char *code, const char *msg)
+{
+	struct buf e;
+
+	buf_init(&e, 4096);
+	buf_printf(&e, "{\"code\":\"%s\",\"message\":", code);
+	buf_json_str(&e, msg, strlen(msg));
+	buf_puts(&e, "}");
+	if (gen_finish(g, "failed", NULL, 0, e.data, NULL) == TE_OK) {
+		g->seq++;
+		gen_done(g, "failed", e.data);
+	}
+	buf_free(&e);
+}
+
+static int
+gen_messages(struct gen *g, struct provider_msg **out, size_t *n)
+{
+	size_t k = 0, cap = g->ctx.nhistory + 2;
+	struct provider_msg *m = calloc(cap, sizeof *m);
+
+	if (!m)
+		return TE_NOMEM;
+	if (g->cfg->system_prompt[0]) {
+		m[k].role = "system";
+		m[k++].content = g->cfg->system_prompt;
+	}
+	for (size_t i = 0; i < g->ctx.nhistory; i++) {
+		m[k].role = g->ctx.history[i].role;
+		m[k++].content = g->ctx.history[i].content;
+	}
+	m[k].role = "user";
+	m[k++].content = g->ctx.input;
+	*out = m;
+	*n = k;
+	return TE_OK;
+}
+
+static void
+gen_run(struct gen *g)
+{
+	struct provider_msg *msgs = NULL;
+	struct provider_call *call = NULL;
+	struct provider_req preq;
+	struct buf out, chunk, data;
+	char err[1024];
+	size_t nmsgs = 0;
+	int64_t backoff = 100;
+	int rc, eof = 0;
+
+	buf_init(&out, (size_t)g->cfg->max_output);
+	buf_init(&chunk, (size_t)g->cfg->max_output);
+	buf_init(&data, (size_t)g->cfg->max_output * 2 + 64);
+	while ((rc = store_run_context(g->a->store, g->run, &g->ctx)) == TE_DB ||
+	    rc == TE_TIMEOUT) {
+		if (now_ms() > g->deadline_ms || job_stopped(g->j))
+			goto out;
+		sleep_ms(backoff);
+		if (backoff < 2000)
+			backoff *= 2;
+	}
+	if (rc != TE_OK) {
+		tlog_run(LOG_ERROR, g->run, g->attempt, "could not load the run: %s", te_strerror(rc));
+		goto out;
+	}
+	rc = g->j->kind == RUN_FRESH && g->attempt == 1 ? gen_start_event(g) : gen_reset(g);
+	if (rc != TE_OK)
+		goto out;
+	if (g->j->kind == RUN_TAKEOVER && g->j->claimed_us) {
+		long long ms = (now_us() - g->j->claimed_us) / 1000;
+
+		app_takeover_observe(g->a, ms);
+		tlog_run(LOG_INFO, g->run, g->attempt, "resumed: reset published %lld ms after the claim",
+		    ms);
+	}
+	if ((rc = gen_messages(g, &msgs, &nmsgs)) != TE_OK)
+		goto out;
+	memset(&preq, 0, sizeof preq);
+	preq.cfg = g->cfg;
+	preq.run_id = g->run;
+	preq.attempt = g->attempt;
+	preq.model = g->ctx.model;
+	preq.msgs = msgs;
+	preq.nmsgs = nmsgs;
+	preq.params_json = g->ctx.params_json;
+	err[0] = '\0';
+	if ((rc = provider_start(&preq, &call, err, sizeof err)) != TE_OK) {
+		atomic_fetch_add(&g->a->ctr.provider_errors, 1);
+		gen_fail(g, "provider_error", err[0] ? err : te_strerror(rc));
+		goto out;
+	}
+	job_set_call(g->j, call);
+	for (g->seq = 1;; g->seq++) {
+		buf_reset(&chunk);
+		rc = provider_next(call, &chunk, &eof, err, sizeof err);
+		if (rc == TE_CLOSED || job_stopped(g->j))
+			goto out;       /* cancelled or aborted: the canceller or a taker writes */
+		if (rc != TE_OK) {
+			atomic_fetch_add(&g->a->ctr.provider_errors, 1);
+			gen_fail(g, "provider_error", err[0] ? err : te_strerror(rc));
+			goto out;
+		}
+		if (eof)
+			break;
+		if (chunk.len == 0) {
+			g->seq--;
+			continue;
+		}
+		if (buf_append(&out, chunk.data, chunk.len) != TE_OK) {
+			gen_fail(g, "provider_error", "the reply exceeded the output limit (max_output)");
+			goto out;
+		}
+		buf_reset(&data);
+		if (buf_puts(&data, "{\"text\":") != TE_OK ||
+		    buf_json_str(&data, chunk.data, chunk.len) != TE_OK || buf_puts(&data, "}") != TE_OK) {
+			gen_fail(g, "provider_error", "could not encode a chunk");
+			goto out;
+		}
+		rc = gen_publish(g, EV_DELTA, (int64_t)out.len, NULL, data.data, data.len);
+		if (rc == TE_FENCED)
+			goto out;
+		if (rc != TE_OK) {
+			gen_fail(g, "unavailable", "could not publish to NATS before the deadline");
+			goto out;
+		}
+	}
+	{
+		const char *usage = provider_usage(call);
+
+		if (gen_finish(g, "completed", out.data ? out.data : "", out.len, NULL, usage) != TE_OK)
+			goto out;
+	}
+	gen_done(g, "completed", NULL);
+	tlog_run(LOG_DEBUG, g->run, g->attempt, "completed: %lld chunks, %zu bytes",
+	    (long long)g->seq - 1, out.len);
+out:
+	job_set_call(g->j, NULL);
+	provider_free(call);
+	free(msgs);
+	store_run_context_free(&g->ctx);
+	buf_free(&out);
+	buf_free(&chunk);
+	buf_free(&data);
+}
+
+static void *
+gen_main(void *arg)
+{
+	struct job *j = arg;
+	struct runner *r = j->r;
+	struct gen g;
+
+	memset(&g, 0, sizeof g);
+	g.j = j;
+	g.a = r->app;
+	g.cfg = r->app->cfg;
+	g.run = j->run_id;
+	g.attempt = j->attempt;
+	g.deadline_ms = now_ms() + (int64_t)g.cfg->max_run_s * 1000;
+	gen_run(&g);
+
+	pthread_mutex_lock(&r->mu);
+	for (struct job **p = &r->jobs; *p; p = &(*p)->next)
+		if (*p == j) {
+			*p = j->next;
+			break;
+		}
+	r->active--;
+	r->reserved--;
+	pthread_cond_broadcast(&r->idle);
+	pthread_mutex_unlock(&r->mu);
+	free(j);
+	return NULL;
+}
+
+int
+runner_spawn(struct runner *r, const char *run_id, int attempt, enum run_kind kind,
+    int64_t claimed_us)
+{
+	struct job *j = calloc(1, sizeof *j);
+	pthread_attr_t attr;
+	pthread_t th;
+	int err;
+
+	if (!j)
+		return TE_NOMEM;
+	j->r = r;
+	snprintf(j->run_id, sizeof j->run_id, "%s", run_id);
+	j->attempt = attempt;
+	j->kind = kind;
+	j->claimed_us = claimed_us;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, STACK_SIZE);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_mutex_lock(&r->mu);
+	j->next = r->jobs;
+	r->jobs = j;
+	r->active++;
+	err = pthread_create(&th, &attr, gen_main, j);
+	if (err) {
+		r->jobs = j->next;
+		r->active--;
+	}
+	pthread_mutex_unlock(&r->mu);
+	pthread_attr_destroy(&attr);
+	if (err) {
+		free(j);
+		tlog_run(LOG_ERROR, run_id, attempt, "could not start a generator thread");
+		return TE_NOMEM;
+	}
+	atomic_fetch_add(&r->app->ctr.runs_started, 1);
+	return TE_OK;
+}
+
+void
+runner_cancel(struct runner *r, const char *run_id, int attempt)
+{
+	pthread_mutex_lock(&r->mu);
+	for (struct job *j = r->jobs; j; j = j->next)
+		if (!strcmp(j->run_id, run_id) && (attempt == 0 || j->attempt == attempt)) {
+			j->stop = 1;
+			if (j->call)
+				provider_cancel(j->call);
+		}
+	pthread_mutex_unlock(&r->mu);
+}
+
+void
+runner_abort_all(struct runner *r)
+{
+	pthread_mutex_lock(&r->mu);
+	for (struct job *j = r->jobs; j; j = j->next) {
+		j->stop = 1;
+		if (j->call)
+			provider_cancel(j->call);
+	}
+	pthread_mutex_unlock(&r->mu);
+}
+
+int
+runner_wait(struct runner *r, int64_t deadline_ms)
+{
+	int n;
+
+	pthread_mutex_lock(&r->mu);
+	while (r->active > 0) {
+		struct timespec ts;
+		int64_t left = deadline_ms - now_ms();
+
+		if (left <= 0)
+			break;
+		if (left > 100)
+			left = 100;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += left * 1000000;
+		while (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&r->idle, &r->mu, &ts);
+	}
+	n = r->active;
+	pthread_mutex_unlock(&r->mu);
+	return n;
+}
+
+int
+run_publish_terminal(struct app *a, const char *run_id, int attempt, const char *status,
+    const char *error_json, const char *why)
+{
+	char msg_id[UUID_LEN + 32];
+	struct buf b;
+	int rc = TE_FENCED;
+
+	buf_init(&b, 8192);
+	if (error_json)
+		buf_printf(&b, "{\"status\":\"%s\",\"error\":%s}", status, error_json);
+	else
+		buf_printf(&b, "{\"status\":\"%s\"}", status);
+	/* One id per run and reason: a retried publish is stored once. */
+	snprintf(msg_id, sizeof msg_id, "%s:%s", run_id, why);
+	for (int i = 0; i < RESET_TRIES && rc == TE_FENCED; i++) {
+		struct bus_event last;
+		uint64_t expect = 0, sseq;
+		int64_t seq = 1;
+
+		rc = bus_last(a->bus, run_id, &last);
+		if (rc == TE_OK) {
+			int ended = last.type == EV_DONE;
+
+			expect = last.sseq;
+			if (last.attempt == attempt)
+				seq = last.seq + 1;
+			bus_event_release(&last);
+			if (ended) {
+				rc = TE_OK;
+				break;
+			}
+		} else if (rc != TE_NOTFOUND) {
+			break;
+		}
+		rc = bus_publish(a->bus, run_id, attempt, seq, EV_DONE, 0, msg_id, b.data, b.len, expect,
+		    now_ms() + a->cfg->nats_timeout_ms, &sseq);
+	}
+	if (rc != TE_OK)
+		tlog_run(LOG_WARN, run_id, attempt, "could not publish done (%s): %s; watchers "
+		    "will complete from PostgreSQL", status, te_strerror(rc));
+	buf_free(&b);
+	return rc;
+}

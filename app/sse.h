@@ -1,0 +1,23 @@
+/* sse.h - Server-Sent Events framing and event ids ("<attempt>:<seq>"). Pure functions. */
+#ifndef TETHER_SSE_H
+#define TETHER_SSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define EVENT_ID_MAX_ATTEMPT 1000000
+#define EVENT_ID_MAX_SEQ 1000000000000LL
+
+/* Append one event. data may span lines (\n, \r\n or \r): each becomes a data: line.
+ * id and event may be NULL. */
+int sse_format(struct buf *b, const char *id, const char *event, const char *data, size_t len);
+/* Append a comment line (": text\n\n"). */
+int sse_comment(struct buf *b, const char *text);
+
+/* Parse "<attempt>:<seq>": two decimal integers, attempt >= 1, seq >= 0, no sign,
+ * no spaces, no leading zeros beyond "0". Returns 0 or -1. */
+int event_id_parse(const char *s, size_t n, int *attempt, int64_t *seq);
+
+#endif

@@ -1,0 +1,181 @@
+/* store.h - everything tether keeps in PostgreSQL. The only module that speaks
+ * libpq; SQL lives here and in sql/. Every call has a deadline (connect_timeout,
+ * statement_timeout and a client-side poll deadline) and returns an enum tether_err:
+ * TE_DB when PostgreSQL is unreachable, TE_TIMEOUT when it is too slow. */
+#ifndef TETHER_STORE_H
+#define TETHER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util.h"
+
+struct config;
+struct store;
+
+/* A pool of query connections, opened lazily and re-opened after failures. */
+int store_open(struct store **out, const struct config *cfg, const char *app_name);
+void store_close(struct store *st);
+int store_ping(struct store *st);
+/* Cancel waits and refuse new acquisitions (shutdown). */
+void store_shutdown(struct store *st);
+
+/* ---- tenants and keys ---- */
+/* Create the tenant when new and store sha256(key). */
+int store_key_create(struct store *st, const char *tenant_name, const char *key);
+/* The tenant id of a key; TE_NOTFOUND for unknown keys. */
+int store_auth(struct store *st, const char *key, char tenant_id[UUID_LEN + 1]);
+
+/* ---- threads (results are JSON documents as API.md shows; caller frees) ---- */
+int store_thread_create(struct store *st, const char *tenant, const char *title,
+    const char *metadata_json, char **json);
+/* TE_NOTFOUND when before names no thread of this tenant. */
+int store_thread_list(struct store *st, const char *tenant, int limit, const char *before,
+    char **json);
+int store_thread_get(struct store *st, const char *tenant, const char *id, char **json);
+/* The active run of a thread, else its latest; run_id is "" when it never had one. */
+int store_thread_run(struct store *st, const char *tenant, const char *thread_id,
+    char run_id[UUID_LEN + 1]);
+
+/* ---- runs ---- */
+struct run_new {
+	const char *tenant;
+	const char *thread_id;
+	const char *idempotency_key;    /* NULL: none */
+	const char *request_json;       /* {"input","model","params"} as stored */
+	const char *input;
+	const char *model;
+	long worker;
+	const char *pod;
+	pid_t pid;
+	int tenant_max_active;
+};
+
+enum run_outcome {
+	RUN_CREATED = 0,
+	RUN_REPLAYED,           /* same Idempotency-Key, same request */
+	RUN_IDEMPOTENCY_MISMATCH,
+	RUN_THREAD_BUSY,
+	RUN_TENANT_LIMIT,
+};
+
+struct run_created {
+	enum run_outcome outcome;
+	char run_id[UUID_LEN + 1];      /* the run (created or replayed) */
+	char active_run_id[UUID_LEN + 1];
+	char status[16];
+	int attempt;
+};
+
+/* TE_NOTFOUND when the thread is not the tenant's. */
+int store_run_create(struct store *st, const struct run_new *in, struct run_created *out);
+int store_run_get(struct store *st, const char *tenant, const char *id, char **json);
+
+struct run_state {
+	char id[UUID_LEN + 1];
+	char thread_id[UUID_LEN + 1];
+	char status[16];
+	int attempt;
+	long owner;                     /* 0: none */
+	int terminal;
+	char *output;                   /* NULL unless completed; freed by store_run_state_free */
+	size_t output_len;
+	char *error_json;               /* NULL unless failed */
+};
+/* tenant NULL: any tenant (internal callers). */
+int store_run_state(struct store *st, const char *tenant, const char *id, struct run_state *out);
+void store_run_state_free(struct run_state *s);
+
+struct run_cancel {
+	char status[16];                /* status after the call */
+	int changed;                    /* 1 when this call cancelled it */
+	int attempt;
+	long owner;
+};
+int store_run_cancel(struct store *st, const char *tenant, const char *id, struct run_cancel *out);
+
+struct chat_msg {
+	char role[16];
+	char *content;
+};
+
+struct run_ctx {
+	char thread_id[UUID_LEN + 1];
+	char model[129];
+	char *input;
+	char *params_json;              /* NULL when none */
+	struct chat_msg *history;       /* thread messages before this run, oldest first */
+	size_t nhistory;
+};
+int store_run_context(struct store *st, const char *run_id, struct run_ctx *out);
+void store_run_context_free(struct run_ctx *c);
+
+/* Terminal write, fenced: only the owner of this attempt of a running run succeeds
+ * (TE_FENCED otherwise). completed also stores the assistant message. */
+int store_run_finish(struct store *st, const char *run_id, int attempt, long worker,
+    const char *status, const char *output, size_t output_len, const char *error_json,
+    const char *usage_json);
+
+/* ---- workers and takeover ---- */
+struct store_live;
+
+/* Liveness: a dedicated connection holding a session advisory lock keyed by the
+ * worker id (from a sequence), taken before the workers row is inserted. */
+int store_live_open(struct store_live **out, const struct config *cfg, const char *pod, pid_t pid,
+    long *worker_id);
+/* TE_OK; TE_DB when the connection broke (call store_live_reconnect);
+ * TE_NOTFOUND when the row is gone: this worker was declared dead. */
+int store_live_heartbeat(struct store_live *lv, const char *counters_json);
+int store_live_reconnect(struct store_live *lv);
+/* Delete the row (when nothing is owned any more) and close. */
+void store_live_close(struct store_live *lv, int delete_row);
+
+struct claimed {
+	char run_id[UUID_LEN + 1];
+	int attempt;                    /* the new attempt (claimed) or the last one (failed) */
+	long old_owner;
+};
+
+struct claim_set {
+	struct claimed *v;
+	size_t n, cap;
+};
+void claim_set_free(struct claim_set *s);
+
+enum probe_result { PROBE_ALIVE = 0, PROBE_DEAD, PROBE_GONE };
+
+/* Probe worker `dead` (pg_try_advisory_xact_lock inside the claiming transaction).
+ * When it is dead (or has no row), claim up to max_claim of its running runs
+ * (only run_id at attempt seen_attempt when run_id is given), fail those past
+ * max_attempts, and delete its row. */
+int store_probe_claim(struct store *st, long me, const char *pod, pid_t pid, long dead,
+    const char *run_id, int seen_attempt, int max_claim, int max_attempts, int grace_s,
+    enum probe_result *result, struct claim_set *claimed, struct claim_set *failed);
+
+struct worker_ref {
+	long id;
+	char pod[64];
+	pid_t pid;
+};
+int store_workers_list(struct store *st, struct worker_ref **v, size_t *n);
+/* Running runs whose owner has no workers row (or none at all): claim them by CAS. */
+int store_claim_orphans(struct store *st, long me, const char *pod, pid_t pid, int max_claim,
+    int max_attempts, struct claim_set *claimed, struct claim_set *failed);
+/* Queued runs: start them here. */
+int store_start_queued(struct store *st, long me, const char *pod, pid_t pid, int max_start,
+    struct claim_set *started);
+/* Runs older than max_run_s: fail them with timeout. */
+int store_reap(struct store *st, int max_run_s, struct claim_set *failed);
+/* The owner's pod/pid for logs and the API; "" / 0 when unknown. */
+int store_worker_get(struct store *st, long id, struct worker_ref *out);
+
+/* ---- migrations (tetherctl) ---- */
+/* Apply pending sql/NNNN_*.sql files in order, in one transaction, under an advisory
+ * lock. *applied is how many files this call applied. */
+int store_migrate(const char *database_url, const char *sql_dir, int connect_timeout_s,
+    int *applied, char *err, size_t errlen);
+/* The highest applied migration, or 0. */
+int store_schema_version(struct store *st, int *version);
+
+#endif

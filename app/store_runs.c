@@ -1,0 +1,373 @@
+/* store_runs.c - runs: create (idempotent, one active per thread), read, cancel,
+ * the generator's context, and the fenced terminal write. */
+#include "store_int.h"
+#include "err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RUN_JSON \
+	"json_build_object('id', r.id, 'thread_id', r.thread_id, 'status', r.status," \
+	" 'attempt', r.attempt," \
+	" 'owner', CASE WHEN r.owner IS NULL THEN NULL ELSE json_build_object(" \
+	"   'pod', r.owner_pod, 'pid', r.owner_pid, 'worker', r.owner) END," \
+	" 'model', r.model, 'created_at', tether_ts(r.created_at)," \
+	" 'started_at', tether_ts(r.started_at), 'finished_at', tether_ts(r.finished_at)," \
+	" 'output', r.output, 'error', r.error, 'usage', r.usage, 'takeovers', r.takeovers)"
+
+static int
+run_lookup_idem(struct store *st, struct pgc *c, const struct run_new *in, const char *hash_src,
+    struct run_created *out)
+{
+	static const char sql[] =
+	    "SELECT id, status, attempt, request_hash = sha256(convert_to($3, 'UTF8'))"
+	    " FROM runs WHERE tenant_id = $1 AND idempotency_key = $2";
+	const char *p[] = { in->tenant, in->idempotency_key, hash_src };
+	PGresult *res;
+	int rc;
+
+	if ((rc = st_exec(st, c, sql, 3, p, &res, NULL)) != TE_OK)
+		return rc;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return TE_NOTFOUND;
+	}
+	snprintf(out->run_id, sizeof out->run_id, "%s", PQgetvalue(res, 0, 0));
+	snprintf(out->status, sizeof out->status, "%s", PQgetvalue(res, 0, 1));
+	out->attempt = atoi(PQgetvalue(res, 0, 2));
+	out->outcome = PQgetvalue(res, 0, 3)[0] == 't' ? RUN_REPLAYED : RUN_IDEMPOTENCY_MISMATCH;
+	PQclear(res);
+	return TE_OK;
+}
+
+int
+store_run_create(struct store *st, const struct run_new *in, struct run_created *out)
+{
+	static const char lock_thread[] =
+	    "SELECT 1 FROM threads WHERE id = $1 AND tenant_id = $2 FOR UPDATE";
+	static const char active[] =
+	    "SELECT (SELECT id FROM runs WHERE thread_id = $1 AND status IN ('queued', 'running')),"
+	    " (SELECT count(*) FROM runs WHERE tenant_id = $2 AND status IN ('queued', 'running'))";
+	static const char insert[] =
+	    "WITH r AS (INSERT INTO runs (tenant_id, thread_id, status, owner, owner_pod, owner_pid,"
+	    "   attempt, idempotency_key, request_hash, request, model, started_at)"
+	    "  VALUES ($1, $2, 'running', $3, $4, $5, 1, $6,"
+	    "   CASE WHEN $6::text IS NULL THEN NULL ELSE sha256(convert_to($7, 'UTF8')) END,"
+	    "   $8::jsonb, $9, clock_timestamp()) RETURNING id, tenant_id, thread_id)"
+	    " INSERT INTO messages (tenant_id, thread_id, role, content, run_id)"
+	    " SELECT tenant_id, thread_id, 'user', $10, id FROM r RETURNING run_id";
+	char worker[24], pid[16], *hash_src = NULL;
+	const char *p1[] = { in->thread_id, in->tenant };
+	const char *p2[] = { in->thread_id, in->tenant };
+	PGresult *res = NULL;
+	struct pgerr e;
+	struct pgc *c;
+	size_t hn;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	snprintf(worker, sizeof worker, "%ld", in->worker);
+	snprintf(pid, sizeof pid, "%d", (int)in->pid);
+	/* The idempotency fingerprint covers the thread and the whole request. */
+	hn = strlen(in->thread_id) + strlen(in->request_json) + 2;
+	if (!(hash_src = malloc(hn)))
+		return TE_NOMEM;
+	snprintf(hash_src, hn, "%s\n%s", in->thread_id, in->request_json);
+
+	if ((rc = pgc_acquire(st, &c)) != TE_OK) {
+		free(hash_src);
+		return rc;
+	}
+	if ((rc = st_tx(st, c, "BEGIN")) != TE_OK)
+		goto out;
+	if ((rc = st_exec(st, c, lock_thread, 2, p1, &res, NULL)) != TE_OK)
+		goto rollback;
+	if (PQntuples(res) != 1) {
+		rc = TE_NOTFOUND;
+		goto rollback;
+	}
+	PQclear(res);
+	res = NULL;
+	if (in->idempotency_key) {
+		rc = run_lookup_idem(st, c, in, hash_src, out);
+		if (rc == TE_OK)
+			goto rollback;          /* replay or mismatch: nothing to write */
+		if (rc != TE_NOTFOUND)
+			goto rollback;
+	}
+	if ((rc = st_exec(st, c, active, 2, p2, &res, NULL)) != TE_OK)
+		goto rollback;
+	if (!PQgetisnull(res, 0, 0)) {
+		out->outcome = RUN_THREAD_BUSY;
+		snprintf(out->active_run_id, sizeof out->active_run_id, "%s", PQgetvalue(res, 0, 0));
+		rc = TE_OK;
+		goto rollback;
+	}
+	if (atol(PQgetvalue(res, 0, 1)) >= in->tenant_max_active) {
+		out->outcome = RUN_TENANT_LIMIT;
+		rc = TE_OK;
+		goto rollback;
+	}
+	PQclear(res);
+	res = NULL;
+	{
+		const char *p[] = { in->tenant, in->thread_id, worker, in->pod, pid,
+		    in->idempotency_key, hash_src, in->request_json, in->model, in->input };
+
+		rc = st_exec(st, c, insert, 10, p, &res, &e);
+	}
+	if (rc == TE_DB && !strcmp(e.state, "23505")) {
+		/* A concurrent request won a unique index: report what it made. */
+		st_tx(st, c, "ROLLBACK");
+		if (!strcmp(e.constraint, "runs_idempotency") && in->idempotency_key) {
+			rc = run_lookup_idem(st, c, in, hash_src, out);
+		} else {
+			if ((rc = st_exec(st, c, active, 2, p2, &res, NULL)) == TE_OK) {
+				out->outcome = RUN_THREAD_BUSY;
+				snprintf(out->active_run_id, sizeof out->active_run_id, "%s",
+				    PQgetvalue(res, 0, 0));
+			}
+		}
+		goto out;
+	}
+	if (rc != TE_OK)
+		goto rollback;
+	snprintf(out->run_id, sizeof out->run_id, "%s", PQgetvalue(res, 0, 0));
+	snprintf(out->status, sizeof out->status, "running");
+	out->attempt = 1;
+	out->outcome = RUN_CREATED;
+	rc = st_tx(st, c, "COMMIT");
+	goto out;
+rollback:
+	if (c->conn)
+		st_tx(st, c, "ROLLBACK");
+out:
+	PQclear(res);
+	pgc_release(st, c);
+	free(hash_src);
+	return rc;
+}
+
+int
+store_run_get(struct store *st, const char *tenant, const char *id, char **json)
+{
+	static const char sql[] = "SELECT " RUN_JSON " FROM runs r WHERE r.id = $1 AND r.tenant_id = $2";
+	const char *p[] = { id, tenant };
+	PGresult *res;
+	struct pgc *c;
+	int rc;
+
+	if ((rc = pgc_acquire(st, &c)) != TE_OK)
+		return rc;
+	rc = st_exec(st, c, sql, 2, p, &res, NULL);
+	pgc_release(st, c);
+	if (rc != TE_OK)
+		return rc;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return TE_NOTFOUND;
+	}
+	*json = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return *json ? TE_OK : TE_NOMEM;
+}
+
+int
+store_run_state(struct store *st, const char *tenant, const char *id, struct run_state *out)
+{
+	static const char sql[] =
+	    "SELECT id, thread_id, status, attempt, owner, output, error::text FROM runs"
+	    " WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)";
+	const char *p[] = { id, tenant };
+	PGresult *res;
+	struct pgc *c;
+	int rc;
+
+	if ((rc = pgc_acquire(st, &c)) != TE_OK)
+		return rc;
+	rc = st_exec(st, c, sql, 2, p, &res, NULL);
+	pgc_release(st, c);
+	if (rc != TE_OK)
+		return rc;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return TE_NOTFOUND;
+	}
+	memset(out, 0, sizeof *out);
+	snprintf(out->id, sizeof out->id, "%s", PQgetvalue(res, 0, 0));
+	snprintf(out->thread_id, sizeof out->thread_id, "%s", PQgetvalue(res, 0, 1));
+	snprintf(out->status, sizeof out->status, "%s", PQgetvalue(res, 0, 2));
+	out->attempt = atoi(PQgetvalue(res, 0, 3));
+	out->owner = PQgetisnull(res, 0, 4) ? 0 : atol(PQgetvalue(res, 0, 4));
+	out->terminal = strcmp(out->status, "queued") && strcmp(out->status, "running");
+	out->output = pg_strdup(res, 0, 5);
+	out->output_len = out->output ? (size_t)PQgetlength(res, 0, 5) : 0;
+	out->error_json = pg_strdup(res, 0, 6);
+	PQclear(res);
+	return TE_OK;
+}
+
+void
+store_run_state_free(struct run_state *s)
+{
+	if (!s)
+		return;
+	free(s->output);
+	free(s->error_json);
+	s->output = s->error_json = NULL;
+}
+
+int
+store_run_cancel(struct store *st, const char *tenant, const char *id, struct run_cancel *out)
+{
+	static const char upd[] =
+	    "UPDATE runs SET status = 'cancelled', finished_at = clock_timestamp()"
+	    " WHERE id = $1 AND tenant_id = $2 AND status IN ('queued', 'running')"
+	    " RETURNING attempt, owner";
+	static const char sel[] = "SELECT status, attempt, owner FROM runs WHERE id = $1 AND tenant_id = $2";
+	const char *p[] = { id, tenant };
+	PGresult *res;
+	struct pgc *c;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if ((rc = pgc_acquire(st, &c)) != TE_OK)
+		return rc;
+	if ((rc = st_exec(st, c, upd, 2, p, &res, NULL)) != TE_OK)
+		goto out;
+	if (PQntuples(res) == 1) {
+		out->changed = 1;
+		snprintf(out->status, sizeof out->status, "cancelled");
+		out->attempt = atoi(PQgetvalue(res, 0, 0));
+		out->owner = PQgetisnull(res, 0, 1) ? 0 : atol(PQgetvalue(res, 0, 1));
+		PQclear(res);
+		goto out;
+	}
+	PQclear(res);
+	if ((rc = st_exec(st, c, sel, 2, p, &res, NULL)) != TE_OK)
+		goto out;
+	if (PQntuples(res) != 1) {
+		rc = TE_NOTFOUND;
+	} else {
+		snprintf(out->status, sizeof out->status, "%s", PQgetvalue(res, 0, 0));
+		out->attempt = atoi(PQgetvalue(res, 0, 1));
+		out->owner = PQgetisnull(res, 0, 2) ? 0 : atol(PQgetvalue(res, 0, 2));
+	}
+	PQclear(res);
+out:
+	pgc_release(st, c);
+	return rc;
+}
+
+int
+store_run_context(struct store *st, const char *run_id, struct run_ctx *out)
+{
+	static const char run_sql[] =
+	    "SELECT thread_id, model, request->>'input', (request->'params')::text,"
+	    " (SELECT m.seq FROM messages m WHERE m.run_id = r.id AND m.role = 'user'"
+	    "   ORDER BY m.seq LIMIT 1)"
+	    " FROM runs r WHERE r.id = $1";
+	static const char hist_sql[] =
+	    "SELECT role, content FROM messages WHERE thread_id = $1 AND seq < $2 ORDER BY seq";
+	PGresult *res = NULL;
+	const char *p[] = { run_id };
+	struct pgc *c;
+	int rc, n;
+
+	memset(out, 0, sizeof *out);
+	if ((rc = pgc_acquire(st, &c)) != TE_OK)
+		return rc;
+	if ((rc = st_exec(st, c, run_sql, 1, p, &res, NULL)) != TE_OK)
+		goto out;
+	if (PQntuples(res) != 1) {
+		rc = TE_NOTFOUND;
+		goto out;
+	}
+	snprintf(out->thread_id, sizeof out->thread_id, "%s", PQgetvalue(res, 0, 0));
+	snprintf(out->model, sizeof out->model, "%s", PQgetvalue(res, 0, 1));
+	out->input = pg_strdup(res, 0, 2);
+	out->params_json = pg_strdup(res, 0, 3);
+	if (!out->input) {
+		rc = TE_INVAL;
+		goto out;
+	}
+	{
+		char seq[24];
+		const char *q[] = { out->thread_id, seq };
+
+		/* No user message recorded: the whole thread is history. */
+		snprintf(seq, sizeof seq, "%s",
+		    PQgetisnull(res, 0, 4) ? "9223372036854775807" : PQgetvalue(res, 0, 4));
+		PQclear(res);
+		res = NULL;
+		if ((rc = st_exec(st, c, hist_sql, 2, q, &res, NULL)) != TE_OK)
+			goto out;
+	}
+	n = PQntuples(res);
+	if (n > 0 && !(out->history = calloc((size_t)n, sizeof *out->history))) {
+		rc = TE_NOMEM;
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		snprintf(out->history[i].role, sizeof out->history[i].role, "%s", PQgetvalue(res, i, 0));
+		if (!(out->history[i].content = pg_strdup(res, i, 1))) {
+			rc = TE_NOMEM;
+			goto out;
+		}
+		out->nhistory++;
+	}
+out:
+	PQclear(res);
+	pgc_release(st, c);
+	if (rc != TE_OK)
+		store_run_context_free(out);
+	return rc;
+}
+
+void
+store_run_context_free(struct run_ctx *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->nhistory; i++)
+		free(c->history[i].content);
+	free(c->history);
+	free(c->input);
+	free(c->params_json);
+	memset(c, 0, sizeof *c);
+}
+
+int
+store_run_finish(struct store *st, const char *run_id, int attempt, long worker,
+    const char *status, const char *output, size_t output_len, const char *error_json,
+    const char *usage_json)
+{
+	static const char sql[] =
+	    "WITH u AS (UPDATE runs SET status = $4, output = $5, error = $6::jsonb,"
+	    "   usage = COALESCE($7::jsonb, usage), finished_at = clock_timestamp()"
+	    "  WHERE id = $1 AND attempt = $2 AND owner = $3 AND status = 'running'"
+	    "  RETURNING id, tenant_id, thread_id),"
+	    " m AS (INSERT INTO messages (tenant_id, thread_id, role, content, run_id)"
+	    "  SELECT tenant_id, thread_id, 'assistant', $5, id FROM u WHERE $4 = 'completed'"
+	    "  RETURNING 1)"
+	    " SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM m)";
+	char a[16], w[24];
+	const char *p[] = { run_id, a, w, status, output, error_json, usage_json };
+	PGresult *res;
+	struct pgc *c;
+	int rc;
+
+	(void)output_len;
+	snprintf(a, sizeof a, "%d", attempt);
+	snprintf(w, sizeof w, "%ld", worker);
+	if ((rc = pgc_acquire(st, &c)) != TE_OK)
+		return rc;
+	rc = st_exec(st, c, sql, 7, p, &res, NULL);
+	pgc_release(st, c);
+	if (rc != TE_OK)
+		return rc;
+	rc = atoi(PQgetvalue(res, 0, 0)) == 1 ? TE_OK : TE_FENCED;
+	PQclear(res);
+	return rc;
+}

@@ -1,0 +1,34 @@
+/* util.h - small helpers with no dependencies: clocks, ids, random bytes. */
+#ifndef TETHER_UTIL_H
+#define TETHER_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define UUID_LEN 36
+
+int64_t now_ms(void);          /* CLOCK_MONOTONIC, milliseconds */
+int64_t now_us(void);          /* CLOCK_MONOTONIC, microseconds */
+int64_t wall_ms(void);         /* CLOCK_REALTIME, milliseconds since the epoch */
+int64_t wall_us(void);         /* CLOCK_REALTIME, microseconds since the epoch */
+void sleep_ms(int64_t ms);
+
+/* Lower-case canonical UUID text (8-4-4-4-12 hex). Upper case is rejected:
+ * ids are lower-case text by contract. */
+int uuid_valid(const char *s);
+int uuid_validn(const char *s, size_t n);
+
+/* Fill dst with 2*nbytes lower-case hex chars from the kernel's CSPRNG plus NUL.
+ * Returns 0 or -1. */
+int random_hex(char *dst, size_t nbytes);
+
+/* Constant-time comparison of two NUL-terminated secrets (length leaks only). */
+int secret_equal(const char *a, const char *b);
+
+/* Parse a decimal integer with bounds; the whole string must be digits. */
+int parse_int64(const char *s, size_t n, int64_t min, int64_t max, int64_t *out);
+
+/* Strict UTF-8 validation (no overlongs, no surrogates, max U+10FFFF). */
+int utf8_valid(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,286 @@
+/* worker.c - a worker process. Identity: a workers row whose liveness lock is held
+ * on a dedicated connection for the life of the process (DESIGN.md). Threads: the
+ * main thread waits for signals; one heartbeat thread owns the liveness connection;
+ * `threads` request threads accept FastCGI requests; one thread per active run. */
+#include "worker.h"
+#include "app.h"
+#include "auth.h"
+#include "bus.h"
+#include "config.h"
+#include "err.h"
+#include "http.h"
+#include "log.h"
+#include "recovery.h"
+#include "run.h"
+#include "store.h"
+#include "util.h"
+#include "../handlers/routes.h"
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#define REQ_STACK (256 * 1024)
+#define AUTH_TTL_MS 30000
+
+static struct app app;
+static int listen_fd = -1;
+static atomic_int stop_accept;
+static atomic_int stop_heartbeat;
+static struct store_live *live;
+static atomic_int *in_accept;           /* per request thread: blocked in accept */
+
+static void
+on_usr2(int sig)
+{
+	(void)sig;      /* interrupts accept(): FCGI_FAIL_ACCEPT_ON_INTR */
+}
+
+static void *
+request_thread(void *arg)
+{
+	atomic_int *accepting = arg;
+	FCGX_Request fr;
+	int rc;
+
+	if (FCGX_InitRequest(&fr, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
+		return NULL;
+	while (!atomic_load(&stop_accept)) {
+		struct req r;
+
+		atomic_store(accepting, 1);
+		rc = atomic_load(&stop_accept) ? -1 : FCGX_Accept_r(&fr);
+		atomic_store(accepting, 0);
+		if (rc < 0) {
+			if (atomic_load(&stop_accept))
+				break;
+			sleep_ms(errno == EINTR ? 0 : 10);
+			continue;
+		}
+		atomic_fetch_add(&app.ctr.requests, 1);
+		http_req_init(&r, &app, &fr);
+		route_dispatch(&r);
+		if (log_enabled(LOG_DEBUG))
+			tlog(LOG_DEBUG, "%s %s %d %lldus", r.method_str ? r.method_str : "-", r.path,
+			    r.status, (long long)(now_us() - r.started_us));
+		http_req_free(&r);
+		FCGX_Finish_r(&fr);
+		atomic_fetch_sub(&app.ctr.requests, 1);
+	}
+	FCGX_Free(&fr, 1);
+	return NULL;
+}
+
+static void
+on_ctl(void *arg, const char *verb, const char *run_id)
+{
+	(void)arg;
+	if (!strcmp(verb, "cancel"))
+		runner_cancel(app.runner, run_id, 0);
+}
+
+/* The liveness connection: heartbeat, re-lock after PostgreSQL comes back,
+ * and exit when this worker has been declared dead. */
+static void *
+heartbeat_thread(void *arg)
+{
+	pid_t master = *(pid_t *)arg;
+	int64_t backoff = 100;
+
+	while (!atomic_load(&stop_heartbeat)) {
+		char *counters = app_counters_json(&app);
+		int rc = store_live_heartbeat(live, counters ? counters : "{}");
+
+		free(counters);
+		if (rc == TE_DB) {
+			tlog(LOG_WARN, "liveness connection lost; reconnecting");
+			while (!atomic_load(&stop_heartbeat) &&
+			    (rc = store_live_reconnect(live)) == TE_DB) {
+				sleep_ms(backoff);
+				backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+			}
+			if (rc == TE_OK) {
+				tlog(LOG_INFO, "liveness lock re-taken");
+				backoff = 100;
+			}
+		}
+		if (rc == TE_NOTFOUND) {
+			tlog(LOG_ERROR, "this worker was declared dead (its row is gone): its runs "
+			    "belong to others now; exiting so the master starts a fresh worker");
+			runner_abort_all(app.runner);
+			_exit(3);
+		}
+		if (getppid() != master)
+			kill(getpid(), SIGTERM);
+		for (int waited = 0; waited < app.cfg->worker_heartbeat_ms &&
+		    !atomic_load(&stop_heartbeat); waited += 50)
+			sleep_ms(50);
+	}
+	return NULL;
+}
+
+static void
+retry_until(const char *what, int (*fn)(void), const sigset_t *stopset)
+{
+	int64_t backoff = 200;
+	struct timespec ts = { 0, 0 };
+
+	while (fn() != TE_OK) {
+		tlog(LOG_WARN, "%s failed; retrying in %lld ms", what, (long long)backoff);
+		ts.tv_sec = backoff / 1000;
+		ts.tv_nsec = (backoff % 1000) * 1000000;
+		if (sigtimedwait(stopset, NULL, &ts) > 0) {
+			tlog(LOG_INFO, "stopping before start");
+			_exit(0);
+		}
+		backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+	}
+}
+
+static int
+do_live(void)
+{
+	return store_live_open(&live, app.cfg, app.pod, app.pid, &app.worker);
+}
+
+static int
+do_bus(void)
+{
+	char name[96];
+	int rc;
+
+	snprintf(name, sizeof name, "tetherd/%s/%d", app.pod, (int)app.pid);
+	if (!app.bus && (rc = bus_open(&app.bus, app.cfg, name)) != TE_OK)
+		return rc;
+	return bus_stream_ensure(app.bus);
+}
+
+static void
+drain(pthread_t *threads, int nthreads)
+{
+	const struct config *cfg = app.cfg;
+	int64_t deadline;
+	int left;
+
+	tlog(LOG_INFO, "draining: new runs refused, streams closed, %d runs get %d s to finish",
+	    runner_active(app.runner), cfg->drain_s);
+	atomic_store(&app.draining, 1);
+	atomic_store(&app.closing, 1);
+	atomic_store(&stop_accept, 1);
+	FCGX_ShutdownPending();
+	/* Threads blocked in accept() need a signal; retry until every one has left. */
+	deadline = now_ms() + 5000;
+	for (int i = 0; i < nthreads; i++) {
+		while (pthread_tryjoin_np(threads[i], NULL) == EBUSY && now_ms() < deadline) {
+			if (atomic_load(&in_accept[i]))
+				pthread_kill(threads[i], SIGUSR2);
+			sleep_ms(5);
+		}
+	}
+	left = runner_wait(app.runner, now_ms() + (int64_t)cfg->drain_s * 1000);
+	if (left > 0) {
+		tlog(LOG_WARN, "drain deadline: aborting %d runs; survivors take them over", left);
+		runner_abort_all(app.runner);
+		left = runner_wait(app.runner, now_ms() + 2000);
+	}
+	atomic_store(&stop_heartbeat, 1);
+	/* Release the lock last: survivors may take over only what we no longer run. */
+	store_live_close(live, left == 0);
+	live = NULL;
+	tlog(LOG_INFO, "drained; exiting");
+}
+
+int
+worker_main(const struct config *cfg, int fd, pid_t master)
+{
+	sigset_t stopset, usr2;
+	struct sigaction sa;
+	pthread_attr_t attr;
+	pthread_t hb, *threads;
+	int nthreads = 0, sig;
+
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != master)
+		return 0;
+	memset(&app, 0, sizeof app);
+	app.cfg = cfg;
+	app.pod = cfg->pod;
+	app.pid = getpid();
+	listen_fd = fd;
+
+	/* Signals: SIGTERM/SIGINT/SIGHUP are taken by sigwait in this thread only. */
+	sigemptyset(&stopset);
+	sigaddset(&stopset, SIGTERM);
+	sigaddset(&stopset, SIGINT);
+	sigaddset(&stopset, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stopset, NULL);
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = on_usr2;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0;                /* no SA_RESTART: accept() must return EINTR */
+	sigaction(SIGUSR2, &sa, NULL);
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+
+	if (FCGX_Init() != 0) {
+		tlog(LOG_ERROR, "FCGX_Init failed");
+		return 1;
+	}
+	if (store_open(&app.store, cfg, "tetherd") != TE_OK ||
+	    runner_new(&app.runner, &app, cfg->max_runs) != TE_OK ||
+	    recovery_new(&app.recovery, &app) != TE_OK ||
+	    authcache_new(&app.auth, AUTH_TTL_MS) != TE_OK) {
+		tlog(LOG_ERROR, "out of memory at start");
+		return 1;
+	}
+	retry_until("registering this worker in PostgreSQL", do_live, &stopset);
+	log_set_worker(app.worker);
+	retry_until("connecting to NATS JetStream", do_bus, &stopset);
+	if (bus_ctl_listen(app.bus, app.worker, on_ctl, NULL) != TE_OK)
+		tlog(LOG_WARN, "could not listen for control messages; cancels act at the next publish");
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, REQ_STACK);
+	if (pthread_create(&hb, &attr, heartbeat_thread, &master) != 0) {
+		tlog(LOG_ERROR, "could not start the heartbeat thread");
+		return 1;
+	}
+	threads = calloc((size_t)cfg->threads, sizeof *threads);
+	in_accept = calloc((size_t)cfg->threads, sizeof *in_accept);
+	if (!threads || !in_accept)
+		return 1;
+	for (int i = 0; i < cfg->threads; i++) {
+		if (pthread_create(&threads[i], &attr, request_thread, &in_accept[i]) != 0) {
+			tlog(LOG_WARN, "started only %d of %d request threads", i, cfg->threads);
+			break;
+		}
+		nthreads++;
+	}
+	pthread_attr_destroy(&attr);
+	tlog(LOG_INFO, "worker ready: %d request threads, max_runs %d, max_watchers %d", nthreads,
+	    cfg->max_runs, cfg->max_watchers);
+
+	while (sigwait(&stopset, &sig) != 0 || (sig != SIGTERM && sig != SIGINT)) {
+		if (sig == SIGHUP)
+			tlog(LOG_INFO, "SIGHUP ignored");
+	}
+	drain(threads, nthreads);
+	pthread_join(hb, NULL);
+	free(threads);
+	store_shutdown(app.store);
+	bus_close(app.bus);
+	nats_CloseAndWait(1000);
+	/* Request threads may still be unwinding a response: leave without freeing
+	 * what they could touch. */
+	_exit(0);
+}

@@ -1,0 +1,326 @@
+/* GET /v1/runs/{id}/events, GET /v1/threads/{id}/events, and the stream of
+ * POST /v1/threads/{id}/runs with Accept: text/event-stream.
+ *
+ * One watcher = one request thread + one ordered JetStream consumer. What to send
+ * for each stored event is decided by watch.c (the exactly-once rules). When the
+ * run is silent for stall_ms while running, the owner is probed (recovery.c) with
+ * backoff; when the row is terminal but the stream has no done, the end is
+ * completed from PostgreSQL. */
+#include "routes.h"
+#include "app.h"
+#include "bus.h"
+#include "buf.h"
+#include "config.h"
+#include "log.h"
+#include "recovery.h"
+#include "sse.h"
+#include "store.h"
+#include "watch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SLICE_MS 1000
+#define MAX_BACKOFF_MS 5000
+#define DRAIN_RECHECK_MS 50
+
+struct watcher {
+	struct req *r;
+	struct app *a;
+	const char *run;
+	char thread_id[UUID_LEN + 1];
+	struct watch w;
+	int64_t last_write_ms;
+	int64_t last_event_ms;
+	int64_t next_check_ms;
+	int64_t backoff_ms;
+};
+
+static int
+send_event(struct watcher *x, int attempt, int64_t seq, const char *event, const char *data,
+    size_t len)
+{
+	char id[48];
+
+	snprintf(id, sizeof id, "%d:%lld", attempt, (long long)seq);
+	x->last_write_ms = now_ms();
+	return http_sse_event(x->r, id, event, data, len);
+}
+
+static int
+send_opener(struct watcher *x, int attempt, int as_reset)
+{
+	char data[192];
+	int n;
+
+	if (as_reset)
+		n = snprintf(data, sizeof data, "{\"attempt\":%d,\"reason\":\"owner_lost\"}", attempt);
+	else
+		n = snprintf(data, sizeof data, "{\"run_id\":\"%s\",\"thread_id\":\"%s\",\"attempt\":%d}",
+		    x->run, x->thread_id, attempt);
+	return send_event(x, attempt, 0, as_reset ? "reset" : "start", data, (size_t)n);
+}
+
+static int
+relay(struct watcher *x, const struct bus_event *ev)
+{
+	int prefix_reset = 0, rc = TE_OK;
+	enum watch_action act = watch_feed(&x->w, ev, &prefix_reset);
+
+	switch (act) {
+	case W_SKIP:
+		return TE_OK;
+	case W_SEND_START:
+		return send_opener(x, ev->attempt, 0);
+	case W_SEND_RESET:
+		return send_opener(x, ev->attempt, 1);
+	case W_SEND_PREFIXED:
+		if ((rc = send_opener(x, ev->attempt, prefix_reset)) != TE_OK)
+			return rc;
+		/* fall through */
+	case W_SEND:
+		return send_event(x, ev->attempt, ev->seq, bus_ev_name(ev->type), ev->data, ev->len);
+	}
+	return rc;
+}
+
+/* The row is terminal and the stream holds nothing more for us: finish from it. */
+static int
+synthesise(struct watcher *x, const struct run_state *rs)
+{
+	struct watch_synth s;
+	struct buf b;
+	int completed = !strcmp(rs->status, "completed"), rc = TE_OK;
+
+	watch_synthesise(&x->w, rs->attempt, completed, (int64_t)rs->output_len, &s);
+	tlog_run(LOG_INFO, x->run, rs->attempt, "completing a watcher from PostgreSQL (%s)",
+	    rs->status);
+	buf_init(&b, rs->output_len * 2 + 8192);
+	if (s.opener)
+		rc = send_opener(x, s.attempt, s.opener == 2);
+	if (rc == TE_OK && s.delta_from >= 0) {
+		const char *p = rs->output + s.delta_from;
+
+		if ((rc = buf_puts(&b, "{\"text\":")) == TE_OK &&
+		    (rc = buf_json_str(&b, p, rs->output_len - (size_t)s.delta_from)) == TE_OK &&
+		    (rc = buf_puts(&b, "}")) == TE_OK)
+			rc = send_event(x, s.attempt, s.delta_seq, "delta", b.data, b.len);
+		buf_reset(&b);
+	}
+	if (rc == TE_OK) {
+		if (rs->error_json)
+			rc = buf_printf(&b, "{\"status\":\"%s\",\"error\":%s}", rs->status, rs->error_json);
+		else
+			rc = buf_printf(&b, "{\"status\":\"%s\"}", rs->status);
+		if (rc == TE_OK)
+			rc = send_event(x, s.attempt, s.done_seq, "done", b.data, b.len);
+	}
+	buf_free(&b);
+	return rc;
+}
+
+/* Quiet for a while: look at the row; complete it, wait, or probe the owner.
+ * Returns 1 when the stream is finished. */
+static int
+check(struct watcher *x, int *failed)
+{
+	struct app *a = x->a;
+	struct run_state rs;
+	int64_t now = now_ms();
+	int rc, finished = 0;
+
+	*failed = 0;
+	rc = store_run_state(a->store, NULL, x->run, &rs);
+	if (rc != TE_OK) {
+		x->next_check_ms = now + x->backoff_ms;
+		return 0;
+	}
+	if (rs.terminal) {
+		struct bus_event last;
+		int lrc = bus_last(a->bus, x->run, &last);
+
+		if (lrc == TE_OK && last.sseq > x->w.last_sseq) {
+			/* The stream has more for us (done in flight): keep reading. */
+			bus_event_release(&last);
+			x->next_check_ms = now + DRAIN_RECHECK_MS;
+		} else if (lrc == TE_OK || lrc == TE_NOTFOUND) {
+			if (lrc == TE_OK)
+				bus_event_release(&last);
+			*failed = synthesise(x, &rs) != TE_OK;
+			finished = 1;
+		} else {
+			x->next_check_ms = now + x->backoff_ms;
+		}
+	} else if (!strcmp(rs.status, "running") && rs.attempt <= x->w.cur && rs.owner) {
+		enum recover_rc rr = recovery_check_run(a->recovery, x->run, rs.owner, rs.attempt,
+		    now - x->last_event_ms);
+
+		if (rr == RECOVER_CLAIMED || rr == RECOVER_LOST || rr == RECOVER_FAILED) {
+			x->backoff_ms = a->cfg->stall_ms;
+			x->next_check_ms = now + DRAIN_RECHECK_MS;
+		} else {
+			x->next_check_ms = now + x->backoff_ms;
+			x->backoff_ms = x->backoff_ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS
+			    : x->backoff_ms * 2;
+		}
+	} else {
+		/* queued, or claimed and its reset not yet published */
+		x->next_check_ms = now + x->backoff_ms;
+	}
+	store_run_state_free(&rs);
+	return finished;
+}
+
+static void
+stream_loop(struct watcher *x, struct bus_sub *sub)
+{
+	const struct config *cfg = x->a->cfg;
+	int64_t ping_ms = (int64_t)cfg->heartbeat_s * 1000;
+
+	x->last_event_ms = x->last_write_ms = now_ms();
+	x->backoff_ms = cfg->stall_ms;
+	x->next_check_ms = x->last_event_ms + cfg->stall_ms;
+	for (;;) {
+		struct bus_event ev;
+		int64_t now = now_ms(), wait;
+		int rc, failed;
+
+		if (atomic_load(&x->a->closing))
+			return;
+		wait = x->next_check_ms - now;
+		if (x->last_write_ms + ping_ms - now < wait)
+			wait = x->last_write_ms + ping_ms - now;
+		if (wait > MAX_SLICE_MS)
+			wait = MAX_SLICE_MS;
+		rc = bus_sub_next(sub, wait > 1 ? (int)wait : 1, &ev);
+		if (rc == TE_OK) {
+			rc = relay(x, &ev);
+			bus_event_release(&ev);
+			if (rc != TE_OK || x->w.done)
+				return;
+			x->last_event_ms = now_ms();
+			x->backoff_ms = cfg->stall_ms;
+			x->next_check_ms = x->last_event_ms + cfg->stall_ms;
+			continue;
+		}
+		if (rc != TE_TIMEOUT) {
+			tlog_run(LOG_WARN, x->run, x->w.cur, "event stream interrupted: %s",
+			    te_strerror(rc));
+			return;
+		}
+		now = now_ms();
+		if (http_client_gone(x->r))
+			return;
+		if (now - x->last_write_ms >= ping_ms && http_sse_comment(x->r, "ping") != TE_OK)
+			return;
+		if (now >= x->next_check_ms) {
+			if (now - x->last_write_ms >= ping_ms)
+				x->last_write_ms = now;
+			if (check(x, &failed))
+				return;
+		}
+	}
+}
+
+void
+events_serve(struct req *r, const char *run_id, struct run_state *given)
+{
+	struct app *a = r->app;
+	const struct config *cfg = a->cfg;
+	struct run_state local, *rs = given;
+	struct bus_sub *sub = NULL;
+	struct watcher x;
+	int last_attempt = 0, rc, counted = 0;
+	int64_t last_seq = -1;
+	char after[64];
+	const char *lei = r->last_event_id;
+	int n;
+
+	memset(&x, 0, sizeof x);
+	if (!rs) {
+		rc = store_run_state(a->store, r->tenant, run_id, &local);
+		if (rc == TE_NOTFOUND) {
+			http_error(r, API_NOT_FOUND, "no run %s", run_id);
+			return;
+		}
+		if (rc != TE_OK) {
+			http_error_ex(r, api_err_from_te(rc), NULL, NULL, "Retry-After: 1\r\n",
+			    "could not read the run: PostgreSQL is unavailable");
+			return;
+		}
+		rs = &local;
+	}
+	n = http_query_get(r->query, "after", after, sizeof after);
+	if (n == -2) {
+		http_error(r, API_BAD_REQUEST, "after must be an event id: <attempt>:<seq>");
+		goto out;
+	}
+	if (n >= 0)
+		lei = after;
+	if (lei && event_id_parse(lei, strlen(lei), &last_attempt, &last_seq) < 0) {
+		http_error(r, API_BAD_REQUEST, "%s must be an event id: <attempt>:<seq>",
+		    n >= 0 ? "after" : "Last-Event-ID");
+		goto out;
+	}
+	if (last_attempt > rs->attempt) {
+		http_error(r, API_BAD_REQUEST, "event id %d:%lld names attempt %d; the run is at attempt %d",
+		    last_attempt, (long long)last_seq, last_attempt, rs->attempt);
+		goto out;
+	}
+	if (atomic_fetch_add(&a->ctr.watchers, 1) >= cfg->max_watchers) {
+		atomic_fetch_sub(&a->ctr.watchers, 1);
+		http_error_ex(r, API_AT_CAPACITY, NULL, NULL, "Retry-After: 1\r\n",
+		    "this worker has as many open event streams as it may (max_watchers)");
+		goto out;
+	}
+	counted = 1;
+	atomic_fetch_add(&a->ctr.watchers_total, 1);
+	if ((rc = bus_sub_open(a->bus, run_id, &sub)) != TE_OK) {
+		http_error_ex(r, API_UNAVAILABLE, NULL, NULL, "Retry-After: 1\r\n",
+		    "NATS is unavailable: cannot read the run's events");
+		goto out;
+	}
+	x.r = r;
+	x.a = a;
+	x.run = run_id;
+	snprintf(x.thread_id, sizeof x.thread_id, "%s", rs->thread_id);
+	watch_init(&x.w, rs->attempt, last_attempt, last_seq);
+	if (http_sse_start(r) != TE_OK)
+		goto out;
+	stream_loop(&x, sub);
+out:
+	bus_sub_close(sub);
+	if (counted)
+		atomic_fetch_sub(&a->ctr.watchers, 1);
+	if (rs == &local)
+		store_run_state_free(&local);
+}
+
+void
+h_run_events(struct req *r)
+{
+	events_serve(r, r->id, NULL);
+}
+
+void
+h_thread_events(struct req *r)
+{
+	char run_id[UUID_LEN + 1];
+	int rc = store_thread_run(r->app->store, r->tenant, r->id, run_id);
+
+	if (rc == TE_NOTFOUND) {
+		http_error(r, API_NOT_FOUND, "no thread %s", r->id);
+		return;
+	}
+	if (rc != TE_OK) {
+		http_error_ex(r, api_err_from_te(rc), NULL, NULL, "Retry-After: 1\r\n",
+		    "could not read the thread: PostgreSQL is unavailable");
+		return;
+	}
+	if (!run_id[0]) {
+		http_respond(r, 204, NULL, NULL, "", 0);
+		return;
+	}
+	events_serve(r, run_id, NULL);
+}

@@ -1,0 +1,68 @@
+/* routes.h - the routing table (kcgi-style, enum-indexed) and the handlers. */
+#ifndef TETHER_ROUTES_H
+#define TETHER_ROUTES_H
+
+#include <stddef.h>
+
+#include "http.h"
+
+enum route_id {
+	R_HEALTHZ = 0,
+	R_READYZ,
+	R_THREADS,
+	R_THREAD,
+	R_THREAD_RUNS,
+	R_THREAD_EVENTS,
+	R_RUN,
+	R_RUN_EVENTS,
+	R_RUN_CANCEL,
+	R_ADMIN_KEYS,
+	R_ADMIN_RECOVER,
+	R__MAX
+};
+
+enum route_auth { AUTH_NONE = 0, AUTH_KEY, AUTH_ADMIN };
+enum route_param { P_NONE = 0, P_ID, P_NAME };
+
+typedef void (*handler_fn)(struct req *r);
+
+struct route {
+	enum route_id id;
+	const char *pattern;            /* literal segments and one "*" for the parameter */
+	enum route_param param;
+	enum http_method method;
+	enum route_auth auth;
+	handler_fn fn;
+};
+
+struct route_match {
+	const struct route *route;      /* NULL: no route for this method */
+	char allow[64];                 /* methods the path accepts (405) */
+	char param[96];                 /* the raw parameter segment */
+};
+
+/* 0 when a route matched, -404 when no pattern matches the path, -405 when the
+ * path matches with other methods (match->allow lists them). */
+int route_match(const char *path, enum http_method m, struct route_match *match);
+/* Route, authenticate, validate the parameter and call the handler. */
+void route_dispatch(struct req *r);
+
+/* handlers/<family>.c */
+void h_healthz(struct req *r);
+void h_readyz(struct req *r);
+void h_threads_create(struct req *r);
+void h_threads_list(struct req *r);
+void h_thread_get(struct req *r);
+void h_runs_create(struct req *r);
+void h_run_get(struct req *r);
+void h_run_events(struct req *r);
+void h_thread_events(struct req *r);
+void h_run_cancel(struct req *r);
+void h_admin_keys(struct req *r);
+void h_admin_recover(struct req *r);
+
+struct run_state;
+/* Serve a run's event stream (events.c); rs, when given, is its state read just now. */
+void events_serve(struct req *r, const char *run_id, struct run_state *rs);
+
+#endif
