@@ -375,11 +375,16 @@ gen_run(struct gen *g)
 	for (g->seq = 1;; g->seq++) {
 		buf_reset(&chunk);
 		rc = provider_next(call, &chunk, &eof, err, sizeof err);
-		if (rc == TE_CLOSED || job_stopped(g->j))
-			goto out;       /* cancelled or aborted: the canceller or a taker writes */
+		if (rc == TE_CLOSED || job_stopped(g->j)) {
+			/* Cancelled or aborted: the canceller or a taker writes the end. */
+			tlog_run(LOG_INFO, g->run, g->attempt,
+			    "stopping: the run was cancelled or this worker is draining");
+			goto out;
+		}
 		if (rc != TE_OK) {
 			atomic_fetch_add(&g->a->ctr.provider_errors, 1);
-			gen_fail(g, "provider_error", err[0] ? err : te_strerror(rc));
+			gen_fail(g, rc == TE_TIMEOUT ? "timeout" : "provider_error",
+			    err[0] ? err : te_strerror(rc));
 			goto out;
 		}
 		if (eof)

@@ -1,0 +1,571 @@
+"""Integration suite: the foundation (daemon, stack, admin, health) and the
+single-owner run path, through nginx against real PostgreSQL and NATS.
+
+    python3 tests/integration/test_api.py [name-filter]
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from tether import (ROOT, Client, Stack, Watcher, assert_one_attempt_text, chunks,  # noqa: E402
+                    run_tests, wait_until, watch)
+
+BIN = os.environ.get("TETHER_BIN_DIR", os.path.join(ROOT, "build"))
+
+
+class Ctx:
+    pass
+
+
+def setup():
+    c = Ctx()
+    c.stack = Stack("test-integration", pods=2, workers=2,
+                    env={"TETHER_HEARTBEAT_S": "1", "TETHER_DRAIN_S": "3"})
+    c.stack.down()
+    c.stack.up()
+    c.admin = Client(c.stack.url, c.stack.admin)
+    c.key = c.stack.new_key("alpha")
+    c.key_b = c.stack.new_key("bravo")
+    c.api = Client(c.stack.url, c.key)
+    c.api_b = Client(c.stack.url, c.key_b)
+    c.pod = {p: Client(c.stack.url + "", c.key) for p in ("pod-1", "pod-2")}
+    return c
+
+
+def teardown(c):
+    if os.environ.get("TETHER_KEEP_STACK"):
+        return
+    c.stack.down()
+
+
+def pod_client(c, pod, key=None):
+    """A client whose paths go to one pod (nginx /pod/<name>/ locations)."""
+    base = Client(c.stack.url, key or c.key)
+
+    class PodClient(Client):
+        def req(self, method, path, **kw):
+            return Client.req(self, method, f"/pod/{pod}{path}", **kw)
+
+        def conn(self, timeout=None):
+            return base.conn(timeout)
+
+    pc = PodClient(c.stack.url, key or c.key)
+    return pc
+
+
+class PodWatcher(Watcher):
+    def __init__(self, c, pod, run_id, **kw):
+        super().__init__(Client(c.stack.url, c.key), f"/pod/{pod}/v1/runs/{run_id}/events", **kw)
+
+
+def assert_error(r, status, code, field=None):
+    assert r.status == status, f"expected {status} {code}, got {r}"
+    assert r.headers.get("content-type", "").startswith("application/json"), r.headers
+    assert isinstance(r.json, dict) and set(r.json) == {"error"}, r.body
+    e = r.json["error"]
+    assert e["code"] == code, f"expected code {code}, got {e}"
+    assert isinstance(e["message"], str) and e["message"], e
+    if field is not None:
+        assert e.get("field") == field, f"expected field {field}, got {e}"
+
+
+# ---------------------------------------------------------------- foundation
+
+def test_health_every_pod(c):
+    for pod in ("pod-1", "pod-2"):
+        r = Client(c.stack.url).get(f"/pod/{pod}/healthz")
+        assert r.status == 200, r
+        assert r.json["status"] == "ok" and r.json["pod"] == pod and r.json["worker"] > 0, r.json
+        r = Client(c.stack.url).get(f"/pod/{pod}/readyz")
+        assert r.status == 200, r
+        assert r.json == {"status": "ready", "postgres": "ok", "nats": "ok", "pod": pod,
+                          "worker": r.json["worker"]}, r.json
+
+
+def test_nginx_balances_across_pods_and_workers(c):
+    # Within a pod, idle request threads queue on accept() in FIFO order, so each
+    # worker answers a block of `threads` requests in turn; across pods nginx
+    # alternates request by request.
+    seen, pods = set(), []
+    for _ in range(1200):
+        r = Client(c.stack.url).get("/healthz")
+        assert r.status == 200, r
+        seen.add((r.json["pod"], r.json["worker"]))
+        pods.append(r.json["pod"])
+    assert {p for p, _ in seen} == {"pod-1", "pod-2"}, f"healthz answered only by {seen}"
+    assert len(seen) == 4, f"expected all 4 workers to answer, saw {seen}"
+    switches = sum(1 for a, b in zip(pods, pods[1:]) if a != b)
+    assert switches > 1000, f"nginx alternated pods only {switches} times in 1200 requests"
+
+
+def test_admin_keys(c):
+    anon = Client(c.stack.url)
+    assert_error(anon.post("/v1/admin/tenants/zed/keys"), 401, "unauthorized")
+    assert_error(anon.post("/v1/admin/tenants/zed/keys", key="adm_wrong"), 401, "unauthorized")
+    assert_error(anon.post("/v1/admin/recover", key=c.key), 401, "unauthorized")
+    r = c.admin.post("/v1/admin/tenants/zed/keys")
+    assert r.status == 201, r
+    assert set(r.json) == {"tenant", "key"} and r.json["tenant"] == "zed", r.json
+    key = r.json["key"]
+    assert key.startswith("tk_") and len(key) == 43, key
+    # Stored only as a hash: no column of api_keys holds the key text.
+    assert c.stack.psql(f"SELECT count(*) FROM api_keys WHERE key_hash = sha256('{key}'::bytea)") == "1"
+    assert c.stack.psql(f"SELECT count(*) FROM api_keys k WHERE k::text LIKE '%{key[3:]}%'") == "0"
+    # A second key for the same tenant works; both authenticate.
+    key2 = c.admin.post("/v1/admin/tenants/zed/keys").json["key"]
+    assert key2 != key
+    for k in (key, key2):
+        assert Client(c.stack.url, k).get("/v1/threads").status == 200
+    assert_error(c.admin.post("/v1/admin/tenants/Bad!Name/keys"), 400, "invalid_field", "name")
+    assert_error(c.admin.post("/v1/admin/tenants/" + "a" * 65 + "/keys"), 400, "invalid_field", "name")
+
+
+def test_unknown_route_and_wrong_method(c):
+    assert_error(c.api.get("/v1/nope"), 404, "not_found")
+    assert_error(c.api.get("/v1/threads/x/y/z"), 404, "not_found")
+    r = c.api.req("DELETE", "/v1/threads")
+    assert_error(r, 405, "method_not_allowed")
+    assert r.headers["allow"] == "GET, POST", r.headers
+    r = c.api.req("PUT", "/v1/runs/00000000-0000-0000-0000-000000000000/cancel")
+    assert_error(r, 405, "method_not_allowed")
+    assert r.headers["allow"] == "POST", r.headers
+
+
+def test_sigkill_worker_is_replaced(c):
+    before = c.stack.worker_pids("pod-1")
+    assert len(before) == 2, before
+    os.kill(before[0], signal.SIGKILL)
+    after = wait_until(lambda: (lambda p: p if len(p) == 2 and before[0] not in p else None)(
+        c.stack.worker_pids("pod-1")), 20, "the master to replace the killed worker")
+    assert before[1] in after and before[0] not in after, (before, after)
+    assert "was killed by signal 9" in c.stack.log("pod-1")
+    wait_until(lambda: Client(c.stack.url).get("/pod/pod-1/readyz").status == 200, 30, "pod-1 ready")
+
+
+def test_sigterm_pod_exits_cleanly(c):
+    master = int(c.stack.pods_state()["pod-2"][1])
+    workers = c.stack.worker_pids("pod-2")
+    t0 = time.monotonic()
+    c.stack.kill("pod-2", "TERM")
+    took = time.monotonic() - t0
+    for pid in [master] + workers:
+        assert not os.path.exists(f"/proc/{pid}"), f"process {pid} still there"
+    log = c.stack.log("pod-2")
+    assert "pod stopped" in log and "did not stop in time" not in log, log[-2000:]
+    assert took < 20, took
+    assert c.stack.pods_state()["pod-2"][0] == "down"
+    # The API keeps working on the other pod meanwhile.
+    assert c.api.get("/v1/threads").status == 200
+    c.stack.start("pod-2")
+    assert c.stack.pods_state()["pod-2"][0] == "up"
+
+
+def test_master_sigkill_workers_do_not_linger(c):
+    master = int(c.stack.pods_state()["pod-2"][1])
+    workers = c.stack.worker_pids("pod-2")
+    os.kill(master, signal.SIGKILL)
+    wait_until(lambda: all(not os.path.exists(f"/proc/{p}") or open(f"/proc/{p}/stat").read().split()[2] == "Z"
+                           for p in workers), 30, "orphaned workers to exit")
+    c.stack.kill("pod-2")  # clears the pid file and socket
+    c.stack.start("pod-2")
+
+
+def test_postgres_outage_readyz(c):
+    c.stack.pg("stop")
+    try:
+        r = wait_until(lambda: (lambda r: r if r.status == 503 else None)(
+            Client(c.stack.url).get("/pod/pod-1/readyz", timeout=20)), 30, "readyz 503")
+        assert r.json["postgres"] == "unavailable" and r.json["nats"] == "ok", r.json
+        assert r.json["status"] == "unavailable", r.json
+        # healthz has no dependencies
+        assert Client(c.stack.url).get("/pod/pod-1/healthz").status == 200
+        t0 = time.monotonic()
+        r = c.api.get("/v1/threads", timeout=30)
+        assert_error(r, 503, "unavailable")
+        assert time.monotonic() - t0 < 10
+    finally:
+        c.stack.pg("start")
+    for pod in ("pod-1", "pod-2"):
+        wait_until(lambda: Client(c.stack.url).get(f"/pod/{pod}/readyz").status == 200, 30,
+                   f"{pod} ready after PostgreSQL came back")
+    assert c.api.get("/v1/threads").status == 200
+
+
+def test_migrate_concurrently(c):
+    db = "migtest"
+    base = c.stack.env["DATABASE_URL"].rsplit("/", 1)[0]
+    c.stack.psql(f"DROP DATABASE IF EXISTS {db}")
+    c.stack.psql(f"CREATE DATABASE {db}")
+    env = dict(os.environ, DATABASE_URL=f"{base}/{db}", TETHER_SQL_DIR=os.path.join(ROOT, "sql"))
+    procs = [subprocess.Popen([os.path.join(BIN, "tetherctl"), "migrate"], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    nfiles = len([f for f in os.listdir(os.path.join(ROOT, "sql")) if f.endswith(".sql")])
+    applied = sorted(int(o[0].split(":")[1]) for o in outs)
+    assert applied == [0, 0, 0, nfiles], applied
+    n = subprocess.run(["psql", "-X", "-tA", f"{base}/{db}", "-c",
+                        "SELECT count(*), count(DISTINCT version) FROM schema_migrations"],
+                       text=True, capture_output=True).stdout.strip()
+    assert n == f"{nfiles}|{nfiles}", n
+    # A second run applies nothing.
+    p = subprocess.run([os.path.join(BIN, "tetherctl"), "migrate"], env=env, text=True, capture_output=True)
+    assert p.returncode == 0 and p.stdout.strip() == "migrations applied: 0", p
+    c.stack.psql(f"DROP DATABASE {db}")
+
+
+# ---------------------------------------------------------------- runs
+
+def test_smoke_script(c):
+    p = subprocess.run([os.path.join(ROOT, "tests/smoke.sh")], text=True, capture_output=True, timeout=120,
+                       env=dict(os.environ, TETHER_URL=c.stack.url, TETHER_KEY=c.key))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.startswith("smoke: ok"), p.stdout
+
+
+def test_thread_create_list_get(c):
+    api = Client(c.stack.url, c.stack.new_key("lister"))
+    r = api.post("/v1/threads", {"title": "first", "metadata": {"k": [1, 2]}})
+    assert r.status == 201, r
+    t = r.json
+    assert t["title"] == "first" and t["status"] == "idle" and t["active_run_id"] is None, t
+    assert t["metadata"] == {"k": [1, 2]} and t["created_at"].endswith("Z"), t
+    ids = [t["id"]] + [api.thread(f"t{i}") for i in range(4)]
+    r = api.get("/v1/threads?limit=2")
+    assert r.status == 200 and [x["id"] for x in r.json["items"]] == ids[::-1][:2], r
+    seen, nxt = [], None
+    while True:
+        r = api.get("/v1/threads?limit=2" + (f"&before={nxt}" if nxt else ""))
+        assert r.status == 200, r
+        seen += [x["id"] for x in r.json["items"]]
+        nxt = r.json.get("next")
+        if not nxt:
+            break
+    assert seen == ids[::-1], (seen, ids)
+    r = api.get(f"/v1/threads/{ids[0]}")
+    assert r.status == 200 and r.json["messages"] == [] and r.json["title"] == "first", r
+    assert_error(api.get("/v1/threads?limit=0"), 400, "invalid_field", "limit")
+    assert_error(api.get("/v1/threads?limit=101"), 400, "invalid_field", "limit")
+    assert_error(api.get("/v1/threads?limit=abc"), 400, "invalid_field", "limit")
+    assert_error(api.get("/v1/threads?before=nope"), 400, "invalid_field", "before")
+    assert_error(api.get("/v1/threads?before=00000000-0000-0000-0000-000000000000"), 400, "invalid_field", "before")
+
+
+def test_stream_arrives_incrementally(c):
+    tid = c.api.thread()
+    rid = c.api.run(tid, "incremental slow:10x200")
+    w = watch(c.api, rid).wait(60)
+    kinds = w.kinds()
+    assert kinds == ["start"] + ["delta"] * 10 + ["done"], kinds
+    assert w.ids() == [f"1:{i}" for i in range(12)], w.ids()
+    times = [e[0] for e in w.events if e[2] == "delta"]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # Chunk by chunk, not one burst: 200 ms apart at the source.
+    assert times[-1] - times[0] > 1.2, gaps
+    assert sum(1 for g in gaps if g > 0.1) >= 7, gaps
+    out = c.api.run_state(rid)
+    assert out["status"] == "completed" and out["output"] == w.all_text(), (out, w.all_text())
+    assert_one_attempt_text(out["output"], 10)
+    assert w.data(0) == {"run_id": rid, "thread_id": tid, "attempt": 1}
+    assert w.data(-1) == {"status": "completed"}
+
+
+def test_watchers_on_both_pods_see_the_same(c):
+    tid = c.api.thread()
+    rid = c.api.run(tid, "two pods slow:8x100")
+    ws = [PodWatcher(c, p, rid) for p in ("pod-1", "pod-2", "pod-1", "pod-2")]
+    for w in ws:
+        w.start()
+    for w in ws:
+        w.wait(60)
+    ref = [(e[1], e[2], e[3]) for e in ws[0].events]
+    for w in ws[1:]:
+        assert [(e[1], e[2], e[3]) for e in w.events] == ref
+    assert c.api.run_state(rid)["output"] == ws[0].all_text()
+
+
+def test_resume_with_last_event_id(c):
+    tid = c.api.thread()
+    rid = c.api.run(tid, "resume slow:12x20")
+    full = watch(c.api, rid).wait(60)
+    ref = [(e[1], e[2], e[3]) for e in full.events]
+    for k in (0, 1, 5, 11, 12):
+        lei = ref[k][0]
+        w = watch(c.api, rid, last_event_id=lei).wait(30)
+        assert [(e[1], e[2], e[3]) for e in w.events] == ref[k + 1:], (k, w.ids())
+        r = Watcher(c.api, f"/v1/runs/{rid}/events?after={lei}")
+        r.start()
+        r.wait(30)
+        assert [(e[1], e[2], e[3]) for e in r.events] == ref[k + 1:], (k, r.ids())
+    # Live: drop after 3 deltas, resume, and get the rest exactly once.
+    tid2 = c.api.thread()
+    rid2 = c.api.run(tid2, "live resume slow:10x150")
+    w1 = watch(c.api, rid2)
+    wait_until(lambda: w1.kinds().count("delta") >= 3, 30, "3 deltas")
+    w1.close()
+    w1.wait(10)
+    lei = w1.last_id
+    w2 = watch(c.api, rid2, last_event_id=lei).wait(60)
+    got = w1.events[:w1.ids().index(lei) + 1] + w2.events
+    text = "".join(json.loads(e[3])["text"] for e in got if e[2] == "delta")
+    assert text == c.api.run_state(rid2)["output"], text
+    assert_one_attempt_text(text, 10)
+
+
+def test_last_event_id_validation(c):
+    tid = c.api.thread()
+    rid = c.api.run(tid, "ids slow:2x10")
+    c.api.wait_terminal(rid)
+    for bad in ("x", "1", "1:", ":1", "0:1", "-1:0", "1:2:3", "1 :1", "999999999999:1", "1:99999999999999999999",
+                "%00", "1;1"):
+        r = c.api.get(f"/v1/runs/{rid}/events", headers={"Last-Event-ID": bad})
+        assert_error(r, 400, "bad_request")
+    assert_error(c.api.get(f"/v1/runs/{rid}/events?after=junk"), 400, "bad_request")
+    assert_error(c.api.get(f"/v1/runs/{rid}/events?after=%ZZ"), 400, "bad_request")
+    r = c.api.get(f"/v1/runs/{rid}/events", headers={"Last-Event-ID": "2:0"})
+    assert_error(r, 400, "bad_request")
+    assert "attempt" in r.json["error"]["message"]
+
+
+def test_post_with_accept_event_stream(c):
+    tid = c.api.thread()
+    w = Watcher(c.api, f"/v1/threads/{tid}/runs", method="POST", body={"input": "post stream slow:5x30"})
+    w.start()
+    w.wait(60)
+    assert w.status == 200
+    assert w.kinds() == ["start"] + ["delta"] * 5 + ["done"], w.kinds()
+    rid = w.data(0)["run_id"]
+    assert c.api.run_state(rid)["output"] == w.all_text()
+
+
+def test_thread_events_route(c):
+    tid = c.api.thread()
+    r = c.api.get(f"/v1/threads/{tid}/events")
+    assert r.status == 204 and r.body == b"", r
+    rid = c.api.run(tid, "thread events slow:4x50")
+    w = Watcher(c.api, f"/v1/threads/{tid}/events")
+    w.start()
+    w.wait(60)
+    assert w.data(0)["run_id"] == rid and w.kinds()[-1] == "done", w.kinds()
+    r = c.api.get(f"/v1/threads/{tid}")
+    assert r.json["status"] == "idle" and r.json["active_run_id"] is None
+
+
+def test_thread_busy_and_idempotency(c):
+    tid = c.api.thread()
+    r1 = c.api.post(f"/v1/threads/{tid}/runs", {"input": "busy slow:20x100"}, headers={"Idempotency-Key": "k-1"})
+    assert r1.status == 202, r1
+    rid = r1.json["run_id"]
+    assert r1.json == {"run_id": rid, "thread_id": tid, "status": "running", "attempt": 1,
+                       "events_url": f"/v1/runs/{rid}/events"}, r1.json
+    r = c.api.get(f"/v1/threads/{tid}")
+    assert r.json["status"] == "running" and r.json["active_run_id"] == rid, r.json
+    r = c.api.post(f"/v1/threads/{tid}/runs", {"input": "second"})
+    assert_error(r, 409, "thread_busy")
+    assert r.json["error"]["active_run_id"] == rid
+    # Same key, same body: the same run, 200.
+    r = c.api.post(f"/v1/threads/{tid}/runs", {"input": "busy slow:20x100"}, headers={"Idempotency-Key": "k-1"})
+    assert r.status == 200 and r.json["run_id"] == rid, r
+    # Same key, other body: 422.
+    r = c.api.post(f"/v1/threads/{tid}/runs", {"input": "different"}, headers={"Idempotency-Key": "k-1"})
+    assert_error(r, 422, "idempotency_conflict")
+    assert_error(c.api.post(f"/v1/threads/{tid}/runs", {"input": "x"}, headers={"Idempotency-Key": "bad key"}),
+                 400, "bad_request")
+    # Concurrent creates on an idle thread: exactly one run.
+    t2 = c.api.thread()
+    res = []
+    ths = [threading.Thread(target=lambda: res.append(c.api.post(f"/v1/threads/{t2}/runs",
+                                                                 {"input": "race slow:5x50"})))
+           for _ in range(8)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    assert sorted(r.status for r in res) == [202] + [409] * 7, [r.status for r in res]
+    assert c.stack.psql(f"SELECT count(*) FROM runs WHERE thread_id = '{t2}'") == "1"
+    c.api.post(f"/v1/runs/{rid}/cancel")
+
+
+def test_cancel(c):
+    tid = c.api.thread()
+    rid = c.api.run(tid, "cancel me slow:50x100")
+    w = watch(c.api, rid)
+    wait_until(lambda: w.kinds().count("delta") >= 2, 30, "2 deltas")
+    # Cancel through the other pod than the owner when possible.
+    owner = c.api.run_state(rid)["owner"]["pod"]
+    other = "pod-2" if owner == "pod-1" else "pod-1"
+    r = pod_client(c, other).post(f"/v1/runs/{rid}/cancel")
+    assert r.status == 200 and r.json == {"id": rid, "status": "cancelled"}, r
+    w.wait(30)
+    assert w.kinds()[-1] == "done" and w.data(-1) == {"status": "cancelled"}, w.kinds()
+    s = c.api.run_state(rid)
+    assert s["status"] == "cancelled" and s["output"] is None and s["finished_at"], s
+    # The owner stopped: its next publish was fenced, so done stays the last event.
+    last_id = w.events[-1][1]
+    wait_until(lambda: "stopping" in c.stack.log("pod-1") + c.stack.log("pod-2"), 30,
+               "the owner to log that it stopped")
+    again = watch(c.api, rid).wait(30)
+    assert again.kinds()[-1] == "done" and again.events[-1][1] == last_id, (again.ids(), last_id)
+    assert again.kinds().count("done") == 1
+    # Idempotent; a terminal run answers its status unchanged.
+    r = c.api.post(f"/v1/runs/{rid}/cancel")
+    assert r.status == 200 and r.json["status"] == "cancelled"
+    rid2 = c.api.run(tid, "finish slow:2x10")
+    c.api.wait_terminal(rid2)
+    r = c.api.post(f"/v1/runs/{rid2}/cancel")
+    assert r.status == 200 and r.json == {"id": rid2, "status": "completed"}, r
+    assert c.api.run_state(rid2)["status"] == "completed"
+
+
+def test_multi_turn_history(c):
+    tid = c.api.thread()
+    r1 = c.api.run(tid, "first question history slow:1x10")
+    c.api.wait_terminal(r1)
+    r2 = c.api.run(tid, "second question history slow:1x10")
+    c.api.wait_terminal(r2)
+    o1, o2 = c.api.run_state(r1)["output"], c.api.run_state(r2)["output"]
+    assert o1.startswith("history=1 roles=user "), o1
+    assert o2.startswith("history=3 roles=user,assistant,user "), o2
+    msgs = c.api.get(f"/v1/threads/{tid}").json["messages"]
+    assert [(m["role"], m["content"], m["run_id"]) for m in msgs] == [
+        ("user", "first question history slow:1x10", r1), ("assistant", o1, r1),
+        ("user", "second question history slow:1x10", r2), ("assistant", o2, r2)], msgs
+
+
+def test_failed_run(c):
+    tid = c.api.thread()
+    rid = c.api.run(tid, "fail:3 slow:10x10")
+    w = watch(c.api, rid).wait(30)
+    assert w.kinds() == ["start", "delta", "delta", "delta", "done"], w.kinds()
+    d = w.data(-1)
+    assert d["status"] == "failed" and d["error"]["code"] == "provider_error", d
+    s = c.api.run_state(rid)
+    assert s["status"] == "failed" and s["error"]["code"] == "provider_error" and s["output"] is None, s
+    # A failed run frees the thread.
+    rid2 = c.api.run(tid, "after failure slow:1x10")
+    assert c.api.wait_terminal(rid2)["status"] == "completed"
+
+
+def test_heartbeat_ping(c):
+    tid = c.api.thread()
+    rid = c.api.run(tid, "quiet slow:2x2500")
+    w = watch(c.api, rid).wait(30)
+    assert w.kinds() == ["start", "delta", "delta", "done"], w.kinds()
+    pings = [t for t, text in w.comments if text == "ping"]
+    assert len(pings) >= 2, w.comments  # heartbeat_s=1 in this stack
+
+
+def test_completion_from_postgres_when_stream_has_no_done(c):
+    # A terminal row whose events are not in the stream (expired, or the owner died
+    # between the row write and done): watchers complete from PostgreSQL.
+    tid = c.api.thread()
+    tenant = c.stack.psql(f"SELECT tenant_id FROM threads WHERE id = '{tid}'")
+    rid = c.stack.psql(
+        "INSERT INTO runs (tenant_id, thread_id, status, attempt, request, model, output, started_at, finished_at)"
+        f" VALUES ('{tenant}', '{tid}', 'completed', 2, '{{\"input\":\"x\"}}', 'mock', 'from the row',"
+        " now(), now()) RETURNING id").split("\n")[0]
+    w = watch(c.api, rid).wait(30)
+    assert [(e[1], e[2]) for e in w.events] == [("2:0", "start"), ("2:1", "delta"), ("2:2", "done")], w.events
+    assert w.all_text() == "from the row" and w.data(-1) == {"status": "completed"}
+    # Resuming from an older attempt: reset first.
+    w = watch(c.api, rid, last_event_id="1:7").wait(30)
+    assert w.kinds() == ["reset", "delta", "done"] and w.all_text() == "from the row", w.events
+
+
+def test_errors_of_the_contract(c):
+    api = c.api
+    tid = api.thread()
+    assert_error(api.post(f"/v1/threads/{tid}/runs", raw="{\"input\":", headers={"Content-Type": "application/json"}),
+                 400, "invalid_json")
+    assert_error(api.post(f"/v1/threads/{tid}/runs", raw="{\"input\":\"a\"} x",
+                          headers={"Content-Type": "application/json"}), 400, "invalid_json")
+    assert_error(api.post(f"/v1/threads/{tid}/runs", raw="[1]", headers={"Content-Type": "application/json"}),
+                 400, "invalid_json")
+    assert_error(api.post(f"/v1/threads/{tid}/runs", raw=b"{\"input\":\"\xff\"}",
+                          headers={"Content-Type": "application/json"}), 400, "invalid_json")
+    assert_error(api.post(f"/v1/threads/{tid}/runs", raw="input=x", headers={"Content-Type": "text/plain"}),
+                 415, "unsupported_media_type")
+    assert_error(api.post(f"/v1/threads/{tid}/runs", raw="{\"input\":\"x\"}"), 415, "unsupported_media_type")
+    big = json.dumps({"input": "a" * (1024 * 1024 + 10)})
+    assert_error(api.post(f"/v1/threads/{tid}/runs", raw=big, headers={"Content-Type": "application/json"}),
+                 413, "payload_too_large")
+    huge = "a" * (3 * 1024 * 1024)
+    assert_error(api.post(f"/v1/threads/{tid}/runs", raw=huge, headers={"Content-Type": "application/json"}),
+                 413, "payload_too_large")
+    deep = "{\"input\":\"x\",\"params\":" + "[" * 40 + "]" * 40 + "}"
+    assert_error(api.post(f"/v1/threads/{tid}/runs", raw=deep, headers={"Content-Type": "application/json"}),
+                 400, "invalid_json")
+    assert_error(api.post(f"/v1/threads/{tid}/runs", {"input": ""}), 400, "invalid_field", "input")
+    assert_error(api.post(f"/v1/threads/{tid}/runs", {}), 400, "invalid_field", "input")
+    assert_error(api.post(f"/v1/threads/{tid}/runs", {"input": 5}), 400, "invalid_field", "input")
+    assert_error(api.post(f"/v1/threads/{tid}/runs", {"input": "a" * (256 * 1024 + 1)}), 400, "invalid_field", "input")
+    assert_error(api.post(f"/v1/threads/{tid}/runs", {"input": "x", "extra": 1}), 400, "invalid_field", "extra")
+    assert_error(api.post(f"/v1/threads/{tid}/runs", {"input": "x", "model": "gpt-none"}), 400, "invalid_field", "model")
+    assert_error(api.post(f"/v1/threads/{tid}/runs", {"input": "x", "params": {"temperature": 3}}),
+                 400, "invalid_field", "params.temperature")
+    assert_error(api.post(f"/v1/threads/{tid}/runs", {"input": "x", "params": {"nope": 1}}),
+                 400, "invalid_field", "params.nope")
+    assert_error(api.post(f"/v1/threads/{tid}/runs", {"input": "nul\u0000byte"}), 400, "invalid_field", "input")
+    assert_error(api.post("/v1/threads", {"title": 7}), 400, "invalid_field", "title")
+    assert_error(api.post("/v1/threads", {"metadata": []}), 400, "invalid_field", "metadata")
+    for path in ("/v1/threads/not-a-uuid", "/v1/runs/123", "/v1/runs/0000000G-0000-0000-0000-000000000000/events",
+                 "/v1/threads/AAAAAAAA-0000-0000-0000-000000000000"):
+        assert_error(api.get(path), 400, "invalid_id")
+    missing = "00000000-0000-4000-8000-000000000000"
+    assert_error(api.get(f"/v1/threads/{missing}"), 404, "not_found")
+    assert_error(api.get(f"/v1/runs/{missing}"), 404, "not_found")
+    assert_error(api.get(f"/v1/runs/{missing}/events"), 404, "not_found")
+    assert_error(api.post(f"/v1/runs/{missing}/cancel"), 404, "not_found")
+    assert_error(api.post(f"/v1/threads/{missing}/runs", {"input": "x"}), 404, "not_found")
+    assert_error(Client(c.stack.url).get("/v1/threads"), 401, "unauthorized")
+    assert_error(Client(c.stack.url, "tk_" + "0" * 40).get("/v1/threads"), 401, "unauthorized")
+    assert_error(Client(c.stack.url).get("/v1/threads", headers={"Authorization": "Basic abc"}), 401, "unauthorized")
+
+
+def test_tenant_isolation(c):
+    a, b = c.api, c.api_b
+    tid = a.thread("mine")
+    rid = a.run(tid, "isolated slow:30x100")
+    assert_error(b.get(f"/v1/threads/{tid}"), 404, "not_found")
+    assert_error(b.get(f"/v1/runs/{rid}"), 404, "not_found")
+    assert_error(b.get(f"/v1/runs/{rid}/events"), 404, "not_found")
+    assert_error(b.get(f"/v1/threads/{tid}/events"), 404, "not_found")
+    assert_error(b.post(f"/v1/runs/{rid}/cancel"), 404, "not_found")
+    assert_error(b.post(f"/v1/threads/{tid}/runs", {"input": "x"}), 404, "not_found")
+    assert tid not in [t["id"] for t in b.get("/v1/threads?limit=100").json["items"]]
+    assert a.run_state(rid)["status"] == "running"
+    a.post(f"/v1/runs/{rid}/cancel")
+
+
+def test_fifty_concurrent_runs_two_watchers_each(c):
+    runs = []
+    for i in range(50):
+        tid = c.api.thread()
+        runs.append((tid, c.api.run(tid, f"load {i} slow:10x50")))
+    ws = []
+    for i, (_, rid) in enumerate(runs):
+        for pod in ("pod-1", "pod-2"):
+            w = PodWatcher(c, pod, rid, reconnect=True)
+            w.start()
+            ws.append((rid, w))
+    for rid, w in ws:
+        w.wait(120, f"run {rid}")
+    for rid, w in ws:
+        s = c.api.run_state(rid)
+        assert s["status"] == "completed", s
+        assert w.final_status() == "completed", w.kinds()
+        assert w.text_after_last_reset() == s["output"], (rid, w.events)
+        assert_one_attempt_text(s["output"], 10)
+    assert "AddressSanitizer" not in c.stack.log("pod-1") + c.stack.log("pod-2")
+
+
+ORDER = ["test_health_every_pod", "test_nginx_balances_across_pods_and_workers", "test_admin_keys",
+         "test_unknown_route_and_wrong_method", "test_smoke_script"]
+
+if __name__ == "__main__":
+    run_tests(globals(), setup, teardown)
