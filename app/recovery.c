@@ -10,13 +10,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_INFLIGHT 256
+#define MAX_PROBED 512
+#define MAX_BACKOFF_MS 5000
+#define FORGET_MS 60000
+
+/* Per run this worker watches: when its owner may be probed next. One probe per
+ * run per worker at a time; the backoff doubles while the owner stays alive and
+ * starts over once the run has spoken again (a shorter silence than last time). */
+struct probed {
+	char run_id[UUID_LEN + 1];
+	int inflight;
+	int64_t next_ms;
+	int64_t backoff_ms;
+	int64_t silence_ms;
+	int64_t used_ms;
+};
 
 struct recovery {
 	struct app *app;
-	pthread_mutex_t mu;             /* guards inflight */
-	char inflight[MAX_INFLIGHT][UUID_LEN + 1];
-	int ninflight;
+	pthread_mutex_t mu;             /* guards probed */
+	struct probed probed[MAX_PROBED];
 };
 
 int
@@ -41,32 +54,68 @@ recovery_free(struct recovery *r)
 	free(r);
 }
 
+/* May this watcher probe run_id now? Marks the probe in flight when yes. */
 static int
-inflight_enter(struct recovery *r, const char *run_id)
+probe_enter(struct recovery *r, const char *run_id, int64_t silence_ms)
 {
-	int ok = 1;
+	int64_t now = now_ms();
+	struct probed *p = NULL, *victim = NULL;
+	int ok = 0;
 
 	pthread_mutex_lock(&r->mu);
-	for (int i = 0; i < r->ninflight; i++)
-		if (!strcmp(r->inflight[i], run_id))
-			ok = 0;
-	if (ok && r->ninflight == MAX_INFLIGHT)
-		ok = 0;
-	if (ok)
-		memcpy(r->inflight[r->ninflight++], run_id, UUID_LEN + 1);
+	for (int i = 0; i < MAX_PROBED; i++) {
+		struct probed *e = &r->probed[i];
+
+		if (e->run_id[0] && !strcmp(e->run_id, run_id)) {
+			p = e;
+			break;
+		}
+		if (!e->inflight && (!victim || e->used_ms < victim->used_ms))
+			victim = e;
+	}
+	if (!p && victim && (!victim->run_id[0] || now - victim->used_ms > FORGET_MS ||
+	    victim->next_ms <= now)) {
+		p = victim;
+		memset(p, 0, sizeof *p);
+		memcpy(p->run_id, run_id, UUID_LEN + 1);
+		p->backoff_ms = r->app->cfg->stall_ms;
+	}
+	if (p && !p->inflight) {
+		if (silence_ms < p->silence_ms) {
+			/* The run spoke since the last probe: start the backoff over. */
+			p->backoff_ms = r->app->cfg->stall_ms;
+			p->next_ms = 0;
+		}
+		if (now >= p->next_ms) {
+			p->inflight = 1;
+			p->silence_ms = silence_ms;
+			ok = 1;
+		}
+		p->used_ms = now;
+	}
 	pthread_mutex_unlock(&r->mu);
 	return ok;
 }
 
 static void
-inflight_leave(struct recovery *r, const char *run_id)
+probe_leave(struct recovery *r, const char *run_id, int alive)
 {
 	pthread_mutex_lock(&r->mu);
-	for (int i = 0; i < r->ninflight; i++)
-		if (!strcmp(r->inflight[i], run_id)) {
-			memcpy(r->inflight[i], r->inflight[--r->ninflight], UUID_LEN + 1);
-			break;
+	for (int i = 0; i < MAX_PROBED; i++) {
+		struct probed *e = &r->probed[i];
+
+		if (!e->run_id[0] || strcmp(e->run_id, run_id))
+			continue;
+		e->inflight = 0;
+		if (alive) {
+			e->next_ms = now_ms() + e->backoff_ms;
+			e->backoff_ms = e->backoff_ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS
+			    : e->backoff_ms * 2;
+		} else {
+			e->run_id[0] = '\0';
 		}
+		break;
+	}
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -113,7 +162,7 @@ recovery_check_run(struct recovery *r, const char *run_id, long owner, int attem
 
 	if (owner == a->worker)
 		return RECOVER_ALIVE;   /* our own generator: alive by definition */
-	if (!inflight_enter(r, run_id))
+	if (!probe_enter(r, run_id, silence_ms))
 		return RECOVER_BUSY;
 	rc = store_probe_claim(a->store, a->worker, a->pod, a->pid, owner, run_id, attempt, 1,
 	    a->cfg->max_attempts, a->cfg->pg_grace_s, &pr, &claimed, &failed);
@@ -130,7 +179,7 @@ recovery_check_run(struct recovery *r, const char *run_id, long owner, int attem
 	} else {
 		out = RECOVER_LOST;
 	}
-	inflight_leave(r, run_id);
+	probe_leave(r, run_id, out == RECOVER_ALIVE || out == RECOVER_ERROR);
 	claim_set_free(&claimed);
 	claim_set_free(&failed);
 	return out;

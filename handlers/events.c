@@ -157,9 +157,12 @@ check(struct watcher *x, int *failed)
 		    now - x->last_event_ms);
 
 		if (rr == RECOVER_CLAIMED || rr == RECOVER_LOST || rr == RECOVER_FAILED) {
-			x->backoff_ms = a->cfg->stall_ms;
+			/* Someone owns it now: the reset (or done) is on its way. */
 			x->next_check_ms = now + DRAIN_RECHECK_MS;
 		} else {
+			/* Alive (or another watcher here is probing): look again later, less
+			 * often while the run stays silent; recovery.c also paces the probes
+			 * of this run across this worker's watchers. */
 			x->next_check_ms = now + x->backoff_ms;
 			x->backoff_ms = x->backoff_ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS
 			    : x->backoff_ms * 2;

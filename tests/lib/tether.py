@@ -189,10 +189,11 @@ class Watcher(threading.Thread):
     reconnect=True it reconnects with Last-Event-ID like a browser would."""
 
     def __init__(self, client, path, last_event_id=None, reconnect=False, method="GET", body=None,
-                 name=None, max_reconnects=50):
+                 name=None, max_reconnects=50, reconnect_path=None):
         super().__init__(daemon=True, name=name or path)
         self.client = client
         self.path = path
+        self.reconnect_path = reconnect_path or path
         self.last_id = last_event_id
         self.reconnect = reconnect
         self.method = method
@@ -215,6 +216,8 @@ class Watcher(threading.Thread):
                 if finished or not self.reconnect or self._stop or self.drops > self.max_reconnects:
                     break
                 self.drops += 1
+                self.path = self.reconnect_path
+                self.method, self.body = "GET", None
                 time.sleep(0.1)
         except Exception:
             self.error = traceback.format_exc()
@@ -222,7 +225,7 @@ class Watcher(threading.Thread):
             self.done.set()
 
     def _once(self):
-        h = {"Accept": "text/event-stream"}
+        h = {"Accept": "text/event-stream", "Connection": "close"}
         if self.client.key:
             h["Authorization"] = "Bearer " + self.client.key
         if self.last_id:
@@ -245,7 +248,7 @@ class Watcher(threading.Thread):
             self.connected.set()
             ev = {"data": []}
             while True:
-                line = r.fp.readline()
+                line = r.readline()  # decodes chunked transfer encoding
                 if not line:
                     return False  # EOF without done: a drop
                 line = line.decode().rstrip("\r\n")

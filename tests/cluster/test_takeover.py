@@ -1,0 +1,296 @@
+"""Cluster suite: takeover. A real stack of 3 pods (2 workers each), real
+PostgreSQL, NATS and nginx. The acceptance criterion is API.md's exactly-once
+invariant: after its last reset, every watcher's text equals the run's output.
+
+    python3 tests/cluster/test_takeover.py [name-filter]
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from tether import (Client, Stack, Watcher, assert_one_attempt_text, chunks, run_tests,  # noqa: E402
+                    wait_until, watch)
+
+PODS = ("pod-1", "pod-2", "pod-3")
+
+
+class Ctx:
+    pass
+
+
+def setup():
+    c = Ctx()
+    c.stack = Stack("test-cluster", pods=3, workers=2,
+                    env={"TETHER_DRAIN_S": "2", "TETHER_MAX_ATTEMPTS": "3", "TETHER_PG_GRACE_S": "15"})
+    c.stack.down()
+    c.stack.up()
+    c.key = c.stack.new_key("cluster")
+    c.api = Client(c.stack.url, c.key)
+    c.admin = Client(c.stack.url, c.stack.admin)
+    return c
+
+
+def teardown(c):
+    if not os.environ.get("TETHER_KEEP_STACK"):
+        c.stack.down()
+
+
+def pod_watch(c, pod, run_id, **kw):
+    """A watcher attached through one pod; after a drop it reconnects like a browser
+    would, through the load-balanced URL."""
+    w = Watcher(Client(c.stack.url, c.key), f"/v1/runs/{run_id}/events" if pod is None
+                else f"/pod/{pod}/v1/runs/{run_id}/events", reconnect=True,
+                reconnect_path=f"/v1/runs/{run_id}/events", **kw)
+    w.start()
+    return w
+
+
+def owner(c, run_id):
+    o = c.api.run_state(run_id)["owner"]
+    return o["pod"], o["pid"], o["worker"]
+
+
+def start_run(c, text):
+    tid = c.api.thread()
+    rid = c.api.run(tid, text)
+    wait_until(lambda: c.api.run_state(rid)["owner"], 10, "an owner")
+    return tid, rid
+
+
+def sigkill_and_reap(pid):
+    """SIGKILL a worker and wait until it is gone, so no request lands on it."""
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}") or
+               open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10, f"worker {pid} to die")
+
+
+def ensure_all_up(c):
+    for pod, (state, _) in c.stack.pods_state().items():
+        if state != "up":
+            c.stack.start(pod)
+
+
+def assert_invariant(c, rid, watchers, n_chunks, attempts=2):
+    """Every watcher ends with done and, after its last reset, holds exactly the output."""
+    s = c.api.wait_terminal(rid, 90)
+    assert s["status"] == "completed", s
+    assert s["attempt"] == attempts, s
+    stamp = assert_one_attempt_text(s["output"], n_chunks)
+    for w in watchers:
+        w.wait(90)
+        assert w.final_status() == "completed", (w.path, w.kinds())
+        assert w.text_after_last_reset() == s["output"], (w.path, w.events)
+    return stamp
+
+
+def test_sigkill_owner_pod_watchers_everywhere(c):
+    ensure_all_up(c)
+    _, rid = start_run(c, "takeover slow:20x300")
+    pod, _, _ = owner(c, rid)
+    ws = [pod_watch(c, p, rid) for p in PODS] + [pod_watch(c, None, rid)]
+    wait_until(lambda: all(w.kinds().count("delta") >= 3 for w in ws), 30, "3 deltas at every watcher")
+    c.stack.kill(pod)
+    stamp = assert_invariant(c, rid, ws, 20)
+    for w in ws:
+        k = w.kinds()
+        assert k.count("reset") == 1, (w.path, k)
+        i = k.index("reset")
+        assert w.events[i][1] == "2:0" and w.data(i) == {"attempt": 2, "reason": "owner_lost"}, w.events[i]
+        after = "".join(json.loads(e[3])["text"] for e in w.events[i + 1:] if e[2] == "delta")
+        assert chunks(after)[0] == (stamp, 1), after[:80]
+        before = [json.loads(e[3])["text"] for e in w.events[:i] if e[2] == "delta"]
+        assert before and all(t.split()[0] != "t" + stamp for t in before), "old attempt used the new stamp"
+    # A watcher attached after the takeover: no reset, chunk-1 exactly once.
+    late = pod_watch(c, None, rid).wait(30)
+    assert "reset" not in late.kinds(), late.kinds()
+    assert late.kinds()[0] == "start" and late.events[0][1] == "2:0", late.events[0]
+    assert late.all_text() == c.api.run_state(rid)["output"]
+    assert late.all_text().count(" chunk-1 ") == 1
+    log = "".join(c.stack.log(p) for p in PODS)
+    assert f"run={rid} attempt=2 msg=\"takeover via=" in log, "takeover not logged"
+    c.stack.start(pod)
+
+
+def test_sigkill_single_worker(c):
+    ensure_all_up(c)
+    _, rid = start_run(c, "worker death slow:20x300")
+    pod, pid, _ = owner(c, rid)
+    others = [p for p in PODS if p != pod]
+    ws = [pod_watch(c, p, rid) for p in others] + [pod_watch(c, pod, rid)]
+    wait_until(lambda: all(w.kinds().count("delta") >= 3 for w in ws), 30, "3 deltas")
+    os.kill(pid, signal.SIGKILL)
+    assert_invariant(c, rid, ws, 20)
+    s = c.api.run_state(rid)
+    assert s["owner"]["pid"] != pid, s
+    wait_until(lambda: len(c.stack.worker_pids(pod)) == 2, 20, "the master to replace the worker")
+
+
+def test_unwatched_orphan_recovered_by_cron(c):
+    ensure_all_up(c)
+    _, rid = start_run(c, "orphan slow:15x200")
+    pod, _, _ = owner(c, rid)
+    wait_until(lambda: c.stack.psql(f"SELECT 1 FROM runs WHERE id='{rid}'"
+                                    " AND started_at < now() - interval '0.5 s'") == "1", 10, "the run to be under way")
+    c.stack.kill(pod)
+    t0 = time.monotonic()
+    s = wait_until(lambda: (lambda s: s if s["attempt"] == 2 else None)(c.api.run_state(rid)), 30,
+                   "the cron sweep to claim the orphan")
+    took = time.monotonic() - t0
+    assert took < 2 + 3, f"claimed after {took:.1f}s, cron period is 2s"
+    s = c.api.wait_terminal(rid, 60)
+    assert s["status"] == "completed" and s["attempt"] == 2, s
+    assert_one_attempt_text(s["output"], 15)
+    assert "via=sweep" in "".join(c.stack.log(p) for p in PODS)
+    # A watcher attaching now sees only the new attempt.
+    w = pod_watch(c, None, rid).wait(30)
+    assert "reset" not in w.kinds() and w.all_text() == s["output"]
+    c.stack.start(pod)
+
+
+def test_sigterm_owner_drain_shorter_than_run(c):
+    ensure_all_up(c)
+    _, rid = start_run(c, "drain slow:20x300")
+    pod, _, _ = owner(c, rid)
+    ws = [pod_watch(c, p, rid) for p in PODS]
+    wait_until(lambda: all(w.kinds().count("delta") >= 2 for w in ws), 30, "2 deltas")
+    c.stack.kill(pod, "TERM")  # drain_s=2 in this stack: the run outlives it
+    assert_invariant(c, rid, ws, 20)
+    log = c.stack.log(pod)
+    assert "drain deadline: aborting 1 runs" in log, log[-3000:]
+    c.stack.start(pod)
+
+
+def test_sigterm_owner_drain_lets_short_run_finish(c):
+    ensure_all_up(c)
+    _, rid = start_run(c, "short drain slow:6x150")
+    pod, _, _ = owner(c, rid)
+    w = pod_watch(c, None, rid)
+    wait_until(lambda: w.kinds().count("delta") >= 1, 30, "a delta")
+    c.stack.kill(pod, "TERM")
+    s = c.api.wait_terminal(rid, 30)
+    assert s["status"] == "completed" and s["attempt"] == 1 and s["takeovers"] == 0, s
+    w.wait(30)
+    assert w.text_after_last_reset() == s["output"] and "reset" not in w.kinds()
+    c.stack.start(pod)
+
+
+def test_race_many_recovers_one_orphan(c):
+    ensure_all_up(c)
+    for trial in range(20):
+        _, rid = start_run(c, f"race {trial} slow:6x100")
+        pod, pid, _ = owner(c, rid)
+        ws = [pod_watch(c, p, rid) for p in PODS if p != pod]
+        wait_until(lambda: all(w.kinds().count("delta") >= 1 for w in ws), 30, "a delta")
+        sigkill_and_reap(pid)
+        results = []
+
+        def sweep():
+            r = c.admin.post("/v1/admin/recover")
+            results.append(r)
+
+        ths = [threading.Thread(target=sweep) for _ in range(8)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join()
+        assert all(r.status == 200 for r in results), results
+        claims = sum(r.json["claimed_runs"].count(rid) for r in results)
+        assert claims <= 1, f"trial {trial}: {claims} sweeps claimed the run"
+        s = assert_invariant(c, rid, ws, 6)
+        st = c.api.run_state(rid)
+        assert st["attempt"] == 2 and st["takeovers"] == 1, (trial, st)
+        wait_until(lambda: len(c.stack.worker_pids(pod)) == 2, 20, "the worker to be replaced")
+
+
+def test_postgres_restart_takes_nothing_from_live_workers(c):
+    ensure_all_up(c)
+    _, rid = start_run(c, "pg restart slow:30x300")
+    w = pod_watch(c, None, rid)
+    wait_until(lambda: w.kinds().count("delta") >= 2, 30, "2 deltas")
+    c.stack.pg("stop")
+    c.stack.pg("start")
+    # Sweep hard right after the restart, while workers re-take their locks.
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        r = c.admin.post("/v1/admin/recover", timeout=30)
+        if r.status == 200:
+            assert r.json["dead_workers"] == [] and rid not in r.json["claimed_runs"], r.json
+    s = c.api.wait_terminal(rid, 60)
+    assert s["status"] == "completed" and s["attempt"] == 1 and s["takeovers"] == 0, s
+    w.wait(30)
+    assert "reset" not in w.kinds() and w.all_text() == s["output"]
+    assert_one_attempt_text(s["output"], 30)
+    # Every worker is still registered with its lock re-taken.
+    n = c.stack.psql("SELECT count(*) FROM workers")
+    assert n == str(len(PODS) * 2), n
+    log = "".join(c.stack.log(p) for p in PODS)
+    assert "liveness lock re-taken" in log
+
+
+def test_zombie_owner_is_fenced(c):
+    ensure_all_up(c)
+    _, rid = start_run(c, "zombie slow:25x200")
+    pod, pid, worker = owner(c, rid)
+    ws = [pod_watch(c, p, rid) for p in PODS if p != pod]
+    wait_until(lambda: all(w.kinds().count("delta") >= 3 for w in ws), 30, "3 deltas")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        c.stack.psql(f"SELECT pg_terminate_backend(backend_pid) FROM workers WHERE id = {worker}")
+        wait_until(lambda: c.api.run_state(rid)["attempt"] == 2, 30, "a survivor to take over")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    stamp = assert_invariant(c, rid, ws, 25)
+    for w in ws:
+        i = w.kinds().index("reset")
+        after = [json.loads(e[3])["text"] for e in w.events[i + 1:] if e[2] == "delta"]
+        assert all(t.startswith("t" + stamp + " ") for t in after), "zombie text after the reset"
+    # The zombie stopped: its publish was fenced, and it left as a declared-dead worker.
+    log = c.stack.log(pod)
+    wait_until(lambda: "fenced" in c.stack.log(pod) and f"pid={pid} " in c.stack.log(pod), 30, "the zombie to stop")
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}") or
+               open(f"/proc/{pid}/stat").read().split()[2] == "Z", 30, "the zombie worker to exit")
+    assert "declared dead" in c.stack.log(pod), log[-2000:]
+
+
+def test_cancelled_run_is_never_resumed(c):
+    ensure_all_up(c)
+    _, rid = start_run(c, "cancel then die slow:30x200")
+    pod, pid, _ = owner(c, rid)
+    r = c.api.post(f"/v1/runs/{rid}/cancel")
+    assert r.json["status"] == "cancelled"
+    sigkill_and_reap(pid)
+    for _ in range(3):
+        r = c.admin.post("/v1/admin/recover")
+        assert r.status == 200 and rid not in r.json["claimed_runs"], r.json
+    s = c.api.run_state(rid)
+    assert s["status"] == "cancelled" and s["attempt"] == 1 and s["takeovers"] == 0, s
+    w = pod_watch(c, None, rid).wait(30)
+    assert w.final_status() == "cancelled"
+    wait_until(lambda: len(c.stack.worker_pids(pod)) == 2, 20, "the worker to be replaced")
+
+
+def test_run_that_kills_every_worker_fails_too_many_attempts(c):
+    ensure_all_up(c)
+    _, rid = start_run(c, "cursed slow:40x200")
+    w = pod_watch(c, None, rid)
+    for attempt in (1, 2, 3):
+        s = wait_until(lambda: (lambda s: s if s["attempt"] == attempt and s["owner"] else None)(
+            c.api.run_state(rid)), 30, f"attempt {attempt}")
+        os.kill(s["owner"]["pid"], signal.SIGKILL)
+    s = wait_until(lambda: (lambda s: s if s["status"] == "failed" else None)(c.api.run_state(rid)), 30,
+                   "the run to fail")
+    assert s["error"]["code"] == "too_many_attempts" and s["attempt"] == 3, s
+    w.wait(30)
+    assert w.final_status() == "failed", w.kinds()
+    assert w.data(-1)["error"]["code"] == "too_many_attempts"
+    for pod in PODS:
+        wait_until(lambda: len(c.stack.worker_pids(pod)) == 2, 20, "workers replaced")
+
+
+if __name__ == "__main__":
+    run_tests(globals(), setup, teardown, per_test_timeout=300)
