@@ -99,8 +99,9 @@ def test_nginx_balances_across_pods_and_workers(c):
         pods.append(r.json["pod"])
     assert {p for p, _ in seen} == {"pod-1", "pod-2"}, f"healthz answered only by {seen}"
     assert len(seen) == 4, f"expected all 4 workers to answer, saw {seen}"
-    switches = sum(1 for a, b in zip(pods, pods[1:]) if a != b)
-    assert switches > 1000, f"nginx alternated pods only {switches} times in 1200 requests"
+    # Each nginx worker process round-robins on its own: shares are even, not strict.
+    share = pods.count("pod-1") / len(pods)
+    assert 0.35 < share < 0.65, f"pod-1 answered {share:.0%} of the requests"
 
 
 def test_admin_keys(c):
