@@ -96,7 +96,7 @@ buf_json_str(struct buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	char esc[6] = { '\\', 'u', '0', '0', 0, 0 };
-	size_t start = 0;
+	size_t start = 0, len0 = b->len;
 	int rc;
 
 	if ((rc = buf_append(b, "\"", 1)) != TE_OK)
@@ -124,12 +124,17 @@ buf_json_str(struct buf *b, const char *s, size_t n)
 			continue;
 		if ((rc = buf_append(b, s + start, i - start)) != TE_OK ||
 		    (rc = buf_append(b, rep, replen)) != TE_OK)
-			return rc;
+			goto fail;
 		start = i + 1;
 	}
-	if ((rc = buf_append(b, s + start, n - start)) != TE_OK)
-		return rc;
-	return buf_append(b, "\"", 1);
+	if ((rc = buf_append(b, s + start, n - start)) == TE_OK &&
+	    (rc = buf_append(b, "\"", 1)) == TE_OK)
+		return TE_OK;
+fail:
+	/* All or nothing, like every other append. */
+	b->len = len0;
+	b->data[len0] = '\0';
+	return rc;
 }
 
 void

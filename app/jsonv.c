@@ -4,12 +4,71 @@
 #include <stdio.h>
 #include <string.h>
 
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? and nothing else (RFC 8259). */
+static int
+number_ok(const char *s)
+{
+	if (*s == '-')
+		s++;
+	if (*s == '0')
+		s++;
+	else if (*s >= '1' && *s <= '9')
+		while (*s >= '0' && *s <= '9')
+			s++;
+	else
+		return 0;
+	if (*s == '.') {
+		if (*++s < '0' || *s > '9')
+			return 0;
+		while (*s >= '0' && *s <= '9')
+			s++;
+	}
+	if (*s == 'e' || *s == 'E') {
+		if (*++s == '+' || *s == '-')
+			s++;
+		if (*s < '0' || *s > '9')
+			return 0;
+		while (*s >= '0' && *s <= '9')
+			s++;
+	}
+	return *s == '\0';
+}
+
+/* json-c 0.16 takes NaN, Infinity and "1." even in strict mode and prints them back
+ * as read, which PostgreSQL's json refuses: find such a number. Recursion is bounded
+ * by the parse depth. */
+static struct json_object *
+bad_number(struct json_object *v)
+{
+	struct json_object *bad = NULL;
+
+	switch (json_object_get_type(v)) {
+	case json_type_double:
+		return number_ok(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN)) ?
+		    NULL : v;
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(v) && !bad; i++)
+			bad = bad_number(json_object_array_get_idx(v, i));
+		return bad;
+	case json_type_object: {
+		json_object_object_foreach(v, k, child) {
+			(void)k;
+			if ((bad = bad_number(child)) != NULL)
+				return bad;
+		}
+		return NULL;
+	}
+	default:
+		return NULL;
+	}
+}
+
 int
 jsonv_parse_object(const char *s, size_t n, int max_depth, struct json_object **out,
     char *err, size_t errlen)
 {
 	struct json_tokener *tok;
-	struct json_object *obj;
+	struct json_object *obj, *bad;
 	enum json_tokener_error jerr;
 	size_t used;
 
@@ -31,11 +90,19 @@ jsonv_parse_object(const char *s, size_t n, int max_depth, struct json_object **
 	jerr = json_tokener_get_error(tok);
 	used = json_tokener_get_parse_end(tok);
 	if (jerr == json_tokener_continue) {
-		json_tokener_free(tok);
-		snprintf(err, errlen, "request body is truncated JSON");
-		return JV_SYNTAX;
+		/* All was read. A NUL ends the input: that completes a top-level number or
+		 * literal ("1", "null"), and anything else stays unfinished. */
+		obj = json_tokener_parse_ex(tok, "", 1);
+		if (json_tokener_get_error(tok) != json_tokener_success) {
+			json_object_put(obj);
+			json_tokener_free(tok);
+			snprintf(err, errlen, "request body is truncated JSON");
+			return JV_SYNTAX;
+		}
+		jerr = json_tokener_success;
+		used = n;
 	}
-	if (jerr != json_tokener_success || !obj) {
+	if (jerr != json_tokener_success) {
 		int depth = jerr == json_tokener_error_depth;
 
 		if (depth)
@@ -56,10 +123,17 @@ jsonv_parse_object(const char *s, size_t n, int max_depth, struct json_object **
 			return JV_SYNTAX;
 		}
 	}
-	if (!json_object_is_type(obj, json_type_object)) {
+	/* obj is NULL for a top-level null. */
+	if (!obj || !json_object_is_type(obj, json_type_object)) {
 		json_object_put(obj);
 		snprintf(err, errlen, "request body must be a JSON object");
 		return JV_NOT_OBJECT;
+	}
+	if ((bad = bad_number(obj)) != NULL) {
+		snprintf(err, errlen, "malformed JSON: %.32s is not a JSON number",
+		    json_object_to_json_string_ext(bad, JSON_C_TO_STRING_PLAIN));
+		json_object_put(obj);
+		return JV_SYNTAX;
 	}
 	*out = obj;
 	return JV_OK;

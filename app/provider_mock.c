@@ -27,18 +27,19 @@ struct mock_call {
 	int cancelled;
 };
 
-static int
-word_start(const char *s, const char *p)
-{
-	return p == s || p[-1] == ' ' || p[-1] == '\t' || p[-1] == '\n' || p[-1] == '\r' ||
-	    p[-1] == ',' || p[-1] == '(' || p[-1] == '[';
-}
-
+/* Directives are whole words: bounded by the ends of the text or by an ASCII byte
+ * that is not a letter, digit or '_' (white space, punctuation, quotes). */
 static int
 word_end(char c)
 {
-	return c == '\0' || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' ||
-	    c == '.' || c == ')' || c == ']' || c == ';' || c == '!' || c == '?';
+	return c == '\0' || ((unsigned char)c < 0x80 && !(c >= 'a' && c <= 'z') &&
+	    !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') && c != '_');
+}
+
+static int
+word_start(const char *s, const char *p)
+{
+	return p == s || word_end(p[-1]);
 }
 
 /* Digits at p within [0, max]; returns the number of digits read (0: none/too big). */
@@ -60,12 +61,13 @@ digits(const char *p, long max, long *out)
 	return n;
 }
 
+/* The first word at or after from in the text s. */
 static const char *
-find_word(const char *s, const char *word, int exact)
+find_word(const char *s, const char *from, const char *word, int exact)
 {
 	size_t wl = strlen(word);
 
-	for (const char *p = strstr(s, word); p; p = strstr(p + 1, word))
+	for (const char *p = strstr(from, word); p; p = strstr(p + 1, word))
 		if (word_start(s, p) && (!exact || word_end(p[wl])))
 			return p;
 	return NULL;
@@ -85,24 +87,26 @@ mock_parse(const char *input, struct mock_spec *spec)
 	spec->history = 0;
 	if (!input)
 		return;
-	for (p = find_word(input, "slow:", 0); p; p = find_word(p + 1, "slow:", 0)) {
-		p += 5;
-		if ((a = digits(p, MOCK_MAX_CHUNKS, &n)) && p[a] == 'x' &&
-		    (b = digits(p + a + 1, MOCK_MAX_INTERVAL_MS, &ms)) && word_end(p[a + 1 + b])) {
+	for (p = find_word(input, input, "slow:", 0); p; p = find_word(input, p + 1, "slow:", 0)) {
+		const char *d = p + 5;
+
+		if ((a = digits(d, MOCK_MAX_CHUNKS, &n)) && d[a] == 'x' &&
+		    (b = digits(d + a + 1, MOCK_MAX_INTERVAL_MS, &ms)) && word_end(d[a + 1 + b])) {
 			spec->chunks = n;
 			spec->interval_ms = ms;
 			break;
 		}
 	}
-	for (p = find_word(input, "fail:", 0); p; p = find_word(p + 1, "fail:", 0)) {
-		p += 5;
-		if ((a = digits(p, MOCK_MAX_CHUNKS, &k)) && word_end(p[a])) {
+	for (p = find_word(input, input, "fail:", 0); p; p = find_word(input, p + 1, "fail:", 0)) {
+		const char *d = p + 5;
+
+		if ((a = digits(d, MOCK_MAX_CHUNKS, &k)) && word_end(d[a])) {
 			spec->fail_after = k;
 			break;
 		}
 	}
-	spec->emit = find_word(input, "emit", 1) != NULL;
-	spec->history = find_word(input, "history", 1) != NULL;
+	spec->emit = find_word(input, input, "emit", 1) != NULL;
+	spec->history = find_word(input, input, "history", 1) != NULL;
 }
 
 static int

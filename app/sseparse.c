@@ -70,10 +70,11 @@ line(struct sseparse *p)
 		vlen = 0;
 	}
 	if (flen == 4 && !memcmp(l, "data", 4)) {
-		if (p->have_data && buf_append(&p->data, "\n", 1) != TE_OK)
+		if ((p->have_data && buf_append(&p->data, "\n", 1) != TE_OK) ||
+		    buf_append(&p->data, val, vlen) != TE_OK) {
+			p->error = 1;
 			return -1;
-		if (buf_append(&p->data, val, vlen) != TE_OK)
-			return -1;
+		}
 		p->have_data = 1;
 	} else if (flen == 5 && !memcmp(l, "event", 5)) {
 		snprintf(p->event, sizeof p->event, "%.*s", (int)(vlen < 63 ? vlen : 63), val);
@@ -110,12 +111,11 @@ sseparse_feed(struct sseparse *p, const char *s, size_t n)
 			p->error = 1;
 			return -1;
 		}
+		/* rc is the callback's (any non-zero value) unless a bound was hit. */
 		rc = line(p);
 		buf_reset(&p->line);
-		if (rc < 0) {
-			p->error = 1;
+		if (p->error)
 			return -1;
-		}
 		p->last_cr = c == '\r';
 		start = i + 1;
 		if (rc)

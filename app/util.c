@@ -99,27 +99,28 @@ secret_equal(const char *a, const char *b)
 int
 parse_int64(const char *s, size_t n, int64_t min, int64_t max, int64_t *out)
 {
-	int64_t v = 0;
-	int neg = 0;
+	uint64_t u = 0, lim = INT64_MAX;
+	int64_t v;
 	size_t i = 0;
+	int neg = 0;
 
 	if (!s || n == 0 || n > 20)
 		return -1;
 	if (s[0] == '-') {
 		neg = 1;
 		i = 1;
+		lim = (uint64_t)INT64_MAX + 1;  /* INT64_MIN's magnitude */
 		if (n == 1)
 			return -1;
 	}
 	for (; i < n; i++) {
 		if (s[i] < '0' || s[i] > '9')
 			return -1;
-		if (v > (INT64_MAX - (s[i] - '0')) / 10)
+		if (u > (lim - (uint64_t)(s[i] - '0')) / 10)
 			return -1;
-		v = v * 10 + (s[i] - '0');
+		u = u * 10 + (uint64_t)(s[i] - '0');
 	}
-	if (neg)
-		v = -v;
+	v = neg ? (u ? -(int64_t)(u - 1) - 1 : 0) : (int64_t)u;
 	if (v < min || v > max)
 		return -1;
 	*out = v;

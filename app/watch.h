@@ -16,6 +16,7 @@ struct watch {
 	int client_attempt;     /* newest attempt the client holds events of (0: none) */
 	int64_t client_seq;     /* last seq of client_attempt the client holds */
 	int64_t sent_end;       /* output bytes of `cur` the client holds (Tether-End) */
+	int end_known;          /* sent_end is exact: client_seq was seen on the stream or sent */
 	uint64_t last_sseq;     /* stream sequence of the last event consumed */
 	int done;
 };
