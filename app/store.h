@@ -170,6 +170,19 @@ int store_reap(struct store *st, int max_run_s, struct claim_set *failed);
 /* The owner's pod/pid for logs and the API; "" / 0 when unknown. */
 int store_worker_get(struct store *st, long id, struct worker_ref *out);
 
+/* ---- metrics ---- */
+struct metrics {
+	long runs[5];                   /* queued, running, completed, failed, cancelled */
+	long attempts;                  /* sum of attempts over all runs */
+	long takeovers;                 /* sum of takeovers over all runs */
+	long workers;                   /* live worker rows */
+	long pods;                      /* distinct pods among them */
+	char *counters_json;            /* retired + live worker counters; caller frees */
+	char *watchers_json;            /* {"<pod>": watchers, ...} of live workers; caller frees */
+};
+int store_metrics(struct store *st, struct metrics *m);
+void store_metrics_free(struct metrics *m);
+
 /* ---- migrations (tetherctl) ---- */
 /* Apply pending sql/NNNN_*.sql files in order, in one transaction, under an advisory
  * lock. *applied is how many files this call applied. */

@@ -11,6 +11,7 @@
 static const struct route routes[] = {
 	{ R_HEALTHZ, "/healthz", P_NONE, M_GET, AUTH_NONE, h_healthz },
 	{ R_READYZ, "/readyz", P_NONE, M_GET, AUTH_NONE, h_readyz },
+	{ R_METRICS, "/metrics", P_NONE, M_GET, AUTH_NONE, h_metrics },
 	{ R_THREADS, "/v1/threads", P_NONE, M_POST, AUTH_KEY, h_threads_create },
 	{ R_THREADS, "/v1/threads", P_NONE, M_GET, AUTH_KEY, h_threads_list },
 	{ R_THREAD, "/v1/threads/*", P_ID, M_GET, AUTH_KEY, h_thread_get },

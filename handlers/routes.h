@@ -9,6 +9,7 @@
 enum route_id {
 	R_HEALTHZ = 0,
 	R_READYZ,
+	R_METRICS,
 	R_THREADS,
 	R_THREAD,
 	R_THREAD_RUNS,
@@ -50,6 +51,7 @@ void route_dispatch(struct req *r);
 /* handlers/<family>.c */
 void h_healthz(struct req *r);
 void h_readyz(struct req *r);
+void h_metrics(struct req *r);
 void h_threads_create(struct req *r);
 void h_threads_list(struct req *r);
 void h_thread_get(struct req *r);

@@ -292,5 +292,51 @@ def test_run_that_kills_every_worker_fails_too_many_attempts(c):
         wait_until(lambda: len(c.stack.worker_pids(pod)) == 2, 20, "workers replaced")
 
 
+def metrics(c, pod=None):
+    r = Client(c.stack.url).get("/metrics" if pod is None else f"/pod/{pod}/metrics")
+    assert r.status == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4"), r
+    out = {}
+    for line in r.body.decode().split("\n"):
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
+def test_metrics_cluster_wide(c):
+    ensure_all_up(c)
+    # The same answer from every worker (cluster figures, read back to back while idle).
+    wait_until(lambda: len({json.dumps({k: v for k, v in metrics(c, p).items() if "watchers{" not in k},
+                                       sort_keys=True) for p in PODS for _ in range(2)}) == 1, 30,
+               "every pod and worker to report the same figures")
+    m0 = metrics(c)
+    assert m0["tether_workers"] == 6 and m0["tether_pods"] == 3, m0
+    _, rid = start_run(c, "metrics slow:20x200")
+    m1 = metrics(c)
+    assert m1['tether_runs{status="running"}'] == m0['tether_runs{status="running"}'] + 1, (m0, m1)
+    assert m1["tether_runs_active"] == m0["tether_runs_active"] + 1
+    w = pod_watch(c, None, rid)
+    wait_until(lambda: w.kinds().count("delta") >= 3, 30, "3 deltas")
+    pod, pid, _ = owner(c, rid)
+    sigkill_and_reap(pid)
+    assert_invariant(c, rid, [w], 20)
+    m2 = wait_until(lambda: (lambda m: m if m["tether_takeover_seconds_count"] >= m0["tether_takeover_seconds_count"] + 1
+                                       and m["tether_chunks_published_total"] >= m0["tether_chunks_published_total"] + 20
+                                       else None)(metrics(c)), 30, "the heartbeat to carry the counters")
+    assert m2['tether_runs{status="completed"}'] == m0['tether_runs{status="completed"}'] + 1, (m0, m2)
+    assert m2["tether_runs_active"] == m0["tether_runs_active"]
+    assert m2["tether_run_takeovers_total"] == m0["tether_run_takeovers_total"] + 1
+    assert m2["tether_run_attempts_total"] == m0["tether_run_attempts_total"] + 2
+    assert m2['tether_takeover_seconds_bucket{le="+Inf"}'] == m2["tether_takeover_seconds_count"]
+    assert m2["tether_watchers_opened_total"] >= m0["tether_watchers_opened_total"] + 1
+    # Counters of a dead worker are retired, not lost: totals never go backwards.
+    wait_until(lambda: len(c.stack.worker_pids(pod)) == 2, 20, "the worker to be replaced")
+    wait_until(lambda: metrics(c)["tether_workers"] == 6, 30, "6 live workers")
+    m3 = metrics(c)
+    for k in ("tether_chunks_published_total", "tether_takeover_seconds_count", "tether_watchers_opened_total",
+              "tether_generations_started_total"):
+        assert m3[k] >= m2[k], (k, m2[k], m3[k])
+
+
 if __name__ == "__main__":
     run_tests(globals(), setup, teardown, per_test_timeout=300)

@@ -1,0 +1,58 @@
+/* store_metrics.c - the cluster-wide figures of /metrics, from PostgreSQL. Whichever
+ * worker answers, the figures are the cluster's. */
+#include "store_int.h"
+#include "err.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int
+store_metrics(struct store *st, struct metrics *m)
+{
+	static const char sql[] =
+	    "SELECT"
+	    " (SELECT count(*) FILTER (WHERE status = 'queued') FROM runs),"
+	    " (SELECT count(*) FILTER (WHERE status = 'running') FROM runs),"
+	    " (SELECT count(*) FILTER (WHERE status = 'completed') FROM runs),"
+	    " (SELECT count(*) FILTER (WHERE status = 'failed') FROM runs),"
+	    " (SELECT count(*) FILTER (WHERE status = 'cancelled') FROM runs),"
+	    " (SELECT COALESCE(sum(attempt), 0) FROM runs),"
+	    " (SELECT COALESCE(sum(takeovers), 0) FROM runs),"
+	    " (SELECT count(*) FROM workers),"
+	    " (SELECT count(DISTINCT pod) FROM workers),"
+	    " (SELECT tether_counters_add(r.counters, (SELECT tether_counters_sum(w.counters)"
+	    "    FROM workers w)) FROM counters_retired r WHERE r.id = 1)::text,"
+	    " (SELECT COALESCE(jsonb_object_agg(pod, n), '{}'::jsonb) FROM (SELECT pod,"
+	    "    sum(COALESCE((counters ->> 'watchers')::bigint, 0)) AS n FROM workers GROUP BY pod) p)::text";
+	PGresult *res;
+	struct pgc *c;
+	int rc;
+
+	memset(m, 0, sizeof *m);
+	if ((rc = pgc_acquire(st, &c)) != TE_OK)
+		return rc;
+	rc = st_exec(st, c, sql, 0, NULL, &res, NULL);
+	pgc_release(st, c);
+	if (rc != TE_OK)
+		return rc;
+	for (int i = 0; i < 5; i++)
+		m->runs[i] = atol(PQgetvalue(res, 0, i));
+	m->attempts = atol(PQgetvalue(res, 0, 5));
+	m->takeovers = atol(PQgetvalue(res, 0, 6));
+	m->workers = atol(PQgetvalue(res, 0, 7));
+	m->pods = atol(PQgetvalue(res, 0, 8));
+	m->counters_json = pg_strdup(res, 0, 9);
+	m->watchers_json = pg_strdup(res, 0, 10);
+	PQclear(res);
+	return TE_OK;
+}
+
+void
+store_metrics_free(struct metrics *m)
+{
+	if (!m)
+		return;
+	free(m->counters_json);
+	free(m->watchers_json);
+	m->counters_json = m->watchers_json = NULL;
+}
