@@ -36,6 +36,11 @@ static atomic_int stop_accept;
 static atomic_int stop_heartbeat;
 static struct store_live *live;
 static atomic_int *in_accept;           /* per request thread: blocked in accept */
+/* One thread per worker waits in accept() at a time. The kernel queues accepting
+ * tasks FIFO, so with every thread in accept() one worker would take `threads`
+ * connections in a row before the next got any; one waiter per worker makes the
+ * workers of a pod take turns. */
+static pthread_mutex_t accept_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void
 on_usr2(int sig)
@@ -55,9 +60,11 @@ request_thread(void *arg)
 	while (!atomic_load(&stop_accept)) {
 		struct req r;
 
+		pthread_mutex_lock(&accept_mu);
 		atomic_store(accepting, 1);
 		rc = atomic_load(&stop_accept) ? -1 : FCGX_Accept_r(&fr);
 		atomic_store(accepting, 0);
+		pthread_mutex_unlock(&accept_mu);
 		if (rc < 0) {
 			if (atomic_load(&stop_accept))
 				break;
