@@ -1,4 +1,5 @@
-/* provider.c - choose the implementation for a model. */
+/* provider.c - choose the implementation for a model: "mock" is built in, every
+ * other name goes to the OpenAI-compatible provider (provider_openai.c). */
 #include "provider.h"
 #include "config.h"
 #include "err.h"
@@ -16,8 +17,7 @@ provider_model_check(const struct config *cfg, const char *model, char *err, siz
 		    "(TETHER_PROVIDER_URL); use \"mock\"", model);
 		return -1;
 	}
-	snprintf(err, errlen, "model \"%s\" is not available: only \"mock\" is built in", model);
-	return -1;
+	return provider_openai_model_check(cfg, model, err, errlen);
 }
 
 const char *
@@ -40,8 +40,7 @@ provider_start(const struct provider_req *req, struct provider_call **out, char 
 			    req->model);
 			return TE_PROVIDER;
 		}
-		snprintf(err, errlen, "model \"%s\" is not available", req->model);
-		return TE_PROVIDER;
+		ops = &provider_openai_ops;
 	}
 	return ops->start(req, out, err, errlen);
 }

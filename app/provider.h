@@ -60,6 +60,12 @@ struct provider_call_base {
 };
 
 extern const struct provider_ops provider_mock_ops;
+extern const struct provider_ops provider_openai_ops;
+
+/* The OpenAI-compatible provider's model check (a provider URL is configured):
+ * any name when provider_models is empty, else the default model or a listed one. */
+int provider_openai_model_check(const struct config *cfg, const char *model, char *err,
+    size_t errlen);
 
 /* Mock directives of API.md, parsed from the input (pure; unit-tested). */
 struct mock_spec {

@@ -16,6 +16,7 @@
 #include "util.h"
 #include "../handlers/routes.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcgiapp.h>
 #include <nats/nats.h>
@@ -241,6 +242,11 @@ worker_main(const struct config *cfg, int fd, pid_t master)
 
 	if (FCGX_Init() != 0) {
 		tlog(LOG_ERROR, "FCGX_Init failed");
+		return 1;
+	}
+	/* Once per process, before any thread: the provider's transfers need it. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		tlog(LOG_ERROR, "curl_global_init failed");
 		return 1;
 	}
 	if (store_open(&app.store, cfg, "tetherd") != TE_OK ||
