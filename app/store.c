@@ -129,6 +129,8 @@ pgc_acquire(struct store *st, struct pgc **out)
 		PQfinish(c->conn);
 		c->conn = NULL;
 	}
+	c->stmts = 0;
+	c->reused = c->conn != NULL;
 	if (!c->conn) {
 		if (!(c->conn = pg_connect(st->cfg, st->app_name, 0, err, sizeof err))) {
 			tlog(LOG_WARN, "could not connect to PostgreSQL: %s", err);
@@ -258,7 +260,19 @@ st_exec(struct store *st, struct pgc *c, const char *sql, int nparams,
     const char *const *params, PGresult **res, struct pgerr *e)
 {
 	struct pgerr local;
+	char err[256];
 	int rc = pg_exec(c, st->timeout_ms, sql, nparams, params, res, e ? e : &local);
+
+	/* A pooled connection found dead at its first statement (PostgreSQL restarted
+	 * while it sat idle): nothing ran on it, so retry once on a new one. */
+	if (rc == TE_DB && !c->conn && c->stmts == 0 && c->reused) {
+		c->reused = 0;
+		if ((c->conn = pg_connect(st->cfg, st->app_name, 0, err, sizeof err))) {
+			c->opened_ms = now_ms();
+			rc = pg_exec(c, st->timeout_ms, sql, nparams, params, res, e ? e : &local);
+		}
+	}
+	c->stmts++;
 
 	if (rc != TE_OK && log_enabled(LOG_DEBUG)) {
 		const struct pgerr *pe = e ? e : &local;

@@ -15,6 +15,8 @@ struct pgc {
 	PGconn *conn;
 	int busy;
 	int64_t opened_ms;
+	int stmts;                      /* statements since this acquisition */
+	int reused;                     /* the connection was open before this acquisition */
 };
 
 struct store {
