@@ -213,8 +213,10 @@ stream_loop(struct watcher *x, struct bus_sub *sub)
 			return;
 		}
 		now = now_ms();
-		if (http_client_gone(x->r))
+		if (http_client_gone(x->r)) {
+			tlog_run(LOG_DEBUG, x->run, x->w.cur, "watcher gone: the client closed its stream");
 			return;
+		}
 		if (now - x->last_write_ms >= ping_ms && http_sse_comment(x->r, "ping") != TE_OK)
 			return;
 		if (now >= x->next_check_ms) {

@@ -238,6 +238,7 @@ class Watcher(threading.Thread):
         self._conn = c
         try:
             c.request(self.method, self.path, body=data, headers=h)
+            self._sock = c.sock  # http.client drops its reference once the response owns it
             r = c.getresponse()
             self.status = r.status
             if r.status != 200:
@@ -280,8 +281,8 @@ class Watcher(threading.Thread):
         self._stop = True
         self.reconnect = False
         try:
-            if self._conn and self._conn.sock:
-                self._conn.sock.shutdown(2)
+            if getattr(self, "_sock", None):
+                self._sock.shutdown(2)
         except OSError:
             pass
 

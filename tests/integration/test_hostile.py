@@ -1,0 +1,297 @@
+"""Hostile and broken input, and the configured limits: each gets its documented
+status and JSON error; afterwards every pod still has its original worker PIDs and
+a normal run works. Table-driven, through nginx.
+
+    python3 tests/integration/test_hostile.py [name-filter]
+"""
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from tether import Client, Stack, Watcher, run_tests, wait_until, watch  # noqa: E402
+
+JSON = {"Content-Type": "application/json"}
+PODS = ("pod-1", "pod-2")
+
+
+class Ctx:
+    pass
+
+
+def setup():
+    c = Ctx()
+    c.stack = Stack("test-hostile", pods=2, workers=1, env={
+        "TETHER_THREADS": "16", "TETHER_MAX_WATCHERS": "4", "TETHER_MAX_RUNS": "3",
+        "TETHER_TENANT_MAX_ACTIVE_RUNS": "2"})
+    c.stack.down()
+    c.stack.up()
+    c.key = c.stack.new_key("hostile")
+    c.api = Client(c.stack.url, c.key)
+    c.tid = c.api.thread()
+    rid = c.api.run(c.tid, "for the table slow:2x10")
+    c.run = rid
+    c.api.wait_terminal(rid)
+    c.pids = {p: c.stack.worker_pids(p) for p in PODS}
+    return c
+
+
+def teardown(c):
+    if not os.environ.get("TETHER_KEEP_STACK"):
+        c.stack.down()
+
+
+def raw(c, data, timeout=10):
+    """Send raw bytes to nginx; return (status, body)."""
+    host, port = c.stack.url.split("//")[1].split(":")
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    try:
+        s.sendall(data)
+        buf = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            if b"\r\n\r\n" in buf:
+                head, _, body = buf.partition(b"\r\n\r\n")
+                cl = [l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+                if cl and len(body) >= int(cl[0].split(b":")[1]):
+                    break
+        head, _, body = buf.partition(b"\r\n\r\n")
+        status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/") else None
+        return status, body
+    finally:
+        s.close()
+
+
+def case_table(c):
+    t, r = c.tid, c.run
+    long_id = "a" * 5000
+    deep = '{"input":"x","params":' + '{"a":' * 40 + "1" + "}" * 40 + "}"
+    return [
+        # name, method, path, headers, body, status, code
+        ("malformed json", "POST", f"/v1/threads/{t}/runs", JSON, '{"input":', 400, "invalid_json"),
+        ("truncated json", "POST", f"/v1/threads/{t}/runs", JSON, '{"input":"abc', 400, "invalid_json"),
+        ("json then garbage", "POST", f"/v1/threads/{t}/runs", JSON, '{"input":"a"}}', 400, "invalid_json"),
+        ("deeply nested", "POST", f"/v1/threads/{t}/runs", JSON, deep, 400, "invalid_json"),
+        ("deep arrays", "POST", "/v1/threads", JSON, '{"metadata":{"a":' + "[" * 100 + "]" * 100 + "}}", 400,
+         "invalid_json"),
+        ("invalid utf-8", "POST", f"/v1/threads/{t}/runs", JSON, b'{"input":"\xc3\x28"}', 400, "invalid_json"),
+        ("overlong utf-8", "POST", f"/v1/threads/{t}/runs", JSON, b'{"input":"\xc0\xaf"}', 400, "invalid_json"),
+        ("NaN", "POST", "/v1/threads", JSON, '{"metadata":{"x":NaN}}', 400, "invalid_json"),
+        ("top-level array", "POST", "/v1/threads", JSON, "[]", 400, "invalid_json"),
+        ("top-level string", "POST", "/v1/threads", JSON, '"x"', 400, "invalid_json"),
+        ("wrong type input", "POST", f"/v1/threads/{t}/runs", JSON, '{"input":["x"]}', 400, "invalid_field"),
+        ("wrong type model", "POST", f"/v1/threads/{t}/runs", JSON, '{"input":"x","model":1}', 400, "invalid_field"),
+        ("wrong type params", "POST", f"/v1/threads/{t}/runs", JSON, '{"input":"x","params":[]}', 400,
+         "invalid_field"),
+        ("unknown field", "POST", f"/v1/threads/{t}/runs", JSON, '{"input":"x","inputs":"y"}', 400,
+         "invalid_field"),
+        ("escaped NUL", "POST", f"/v1/threads/{t}/runs", JSON, '{"input":"a\\u0000b"}', 400, "invalid_field"),
+        ("NUL in metadata", "POST", "/v1/threads", JSON, '{"metadata":{"k":["\\u0000"]}}', 400, "invalid_field"),
+        ("huge body", "POST", f"/v1/threads/{t}/runs", JSON, '{"input":"' + "a" * (5 << 20) + '"}', 413,
+         "payload_too_large"),
+        ("no content type", "POST", f"/v1/threads/{t}/runs", {}, '{"input":"x"}', 415, "unsupported_media_type"),
+        ("form content type", "POST", "/v1/threads", {"Content-Type": "application/x-www-form-urlencoded"},
+         "title=x", 415, "unsupported_media_type"),
+        ("absurd Last-Event-ID", "GET", f"/v1/runs/{r}/events", {"Last-Event-ID": "9" * 400}, None, 400,
+         "bad_request"),
+        ("negative Last-Event-ID", "GET", f"/v1/runs/{r}/events", {"Last-Event-ID": "-1:-1"}, None, 400,
+         "bad_request"),
+        ("future attempt", "GET", f"/v1/runs/{r}/events", {"Last-Event-ID": "7:0"}, None, 400, "bad_request"),
+        ("absurd after", "GET", f"/v1/runs/{r}/events?after=1:1e9", None, None, 400, "bad_request"),
+        ("after with NUL", "GET", f"/v1/runs/{r}/events?after=1%000", None, None, 400, "bad_request"),
+        ("bad run id", "GET", "/v1/runs/xyz", None, None, 400, "invalid_id"),
+        ("very long path", "GET", f"/v1/runs/{long_id}", None, None, 404, "not_found"),
+        ("long id", "GET", "/v1/runs/" + "a" * 200, None, None, 400, "invalid_id"),
+        ("upper-case id", "GET", f"/v1/runs/{r.upper()}", None, None, 400, "invalid_id"),
+        ("nats wildcard id *", "GET", "/v1/runs/*/events", None, None, 400, "invalid_id"),
+        ("nats wildcard id >", "GET", "/v1/runs/%3E/events", None, None, 400, "invalid_id"),
+        ("nats subject dots", "POST", "/v1/runs/a.b.c/cancel", None, None, 400, "invalid_id"),
+        ("id with spaces", "GET", "/v1/threads/%20" + t[1:], None, None, 400, "invalid_id"),
+        ("missing id (nginx merges the slashes)", "GET", "/v1/runs//events", None, None, 400, "invalid_id"),
+        ("encoded slash in id", "GET", f"/v1/threads/{t[:8]}%2F{t[9:]}", None, None, 404, "not_found"),
+        ("dot-dot to admin", "POST", "/v1/threads/../admin/recover", None, None, 401, "unauthorized"),
+        ("encoded dot-dot", "GET", f"/v1/threads/%2e%2e/runs/{r}", None, None, 200, None),
+        ("NUL in path", "GET", "/v1/threads/%00", None, None, 400, "bad_request"),
+        ("method on wrong route", "DELETE", f"/v1/runs/{r}", None, None, 405, "method_not_allowed"),
+        ("PUT threads", "PUT", "/v1/threads", JSON, "{}", 405, "method_not_allowed"),
+        ("unknown route", "GET", "/v1/everything", None, None, 404, "not_found"),
+        ("bad idempotency key", "POST", f"/v1/threads/{t}/runs", dict(JSON, **{"Idempotency-Key": "x" * 300}),
+         '{"input":"x"}', 400, "bad_request"),
+        ("limit injection", "GET", "/v1/threads?limit=1;DROP%20TABLE%20runs", None, None, 400, "invalid_field"),
+        ("before injection", "GET", "/v1/threads?before='%20OR%201=1--", None, None, 400, "invalid_field"),
+        ("tenant name injection", "POST", "/v1/admin/tenants/a'b/keys", None, None, 401, "unauthorized"),
+    ]
+
+
+def test_table(c):
+    failures = []
+    for name, method, path, headers, body, status, code in case_table(c):
+        data = body.encode() if isinstance(body, str) else body
+        r = c.api.req(method, path, raw=data, headers=headers)
+        ok = r.status == status
+        if ok and code:
+            ok = (r.headers.get("content-type", "").startswith("application/json") and r.json is not None
+                  and r.json["error"]["code"] == code and isinstance(r.json["error"]["message"], str))
+        if not ok:
+            failures.append((name, status, code, r))
+    assert not failures, "\n".join(f"{n}: expected {s} {c}, got {r}" for n, s, c, r in failures)
+
+
+def test_oversized_and_odd_headers(c):
+    big = b"GET /v1/threads HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n"
+    st, body = raw(c, big)
+    assert st in (400, 431) and json.loads(body)["error"]["code"] == "bad_request", (st, body[:200])
+    many = b"GET /v1/threads HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(3000)) + b"\r\n"
+    st, body = raw(c, many)
+    assert st in (400, 431), (st, body[:200])
+    st, body = raw(c, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert st in (400, 414) and json.loads(body)["error"]["code"] == "bad_request", (st, body[:200])
+    auth = b"GET /v1/threads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + b"k" * 10000 + b"\r\n\r\n"
+    st, body = raw(c, auth)
+    assert st == 401 and json.loads(body)["error"]["code"] == "unauthorized", (st, body[:200])
+    st, body = raw(c, b"GARBAGE\r\n\r\n")
+    assert st == 400, st
+    st, body = raw(c, b"POST /v1/threads HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
+    assert st == 400, st
+
+
+def test_slow_bodies_do_not_hold_request_threads(c):
+    """nginx reads whole bodies before it passes a request on (request buffering), so
+    bodies that trickle in cost tether nothing; one that stops is dropped by nginx
+    after client_body_timeout (10 s)."""
+    host, port = c.stack.url.split("//")[1].split(":")
+    head = (f"POST /v1/threads/{c.tid}/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {c.key}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{").encode()
+    trickle = []
+    for _ in range(40):  # more than the 16 request threads of each worker
+        s = socket.create_connection((host, int(port)), timeout=30)
+        s.sendall(head)
+        trickle.append(s)
+    stalled = socket.create_connection((host, int(port)), timeout=30)
+    stalled.sendall(head)
+    t0 = time.monotonic()
+    served = 0
+    while time.monotonic() - t0 < 12:
+        for s in trickle:
+            s.sendall(b" ")
+        assert c.api.get("/v1/threads?limit=1", timeout=3).status == 200
+        served += 1
+        time.sleep(0.5)
+    assert served >= 15
+    stalled.settimeout(10)
+    st = stalled.recv(65536)
+    assert st == b"" or b" 408 " in st.split(b"\r\n")[0], st[:100]
+    assert time.monotonic() - t0 < 20
+    for s in trickle + [stalled]:
+        s.close()
+
+
+def test_tenant_active_runs_limit(c):
+    api = Client(c.stack.url, c.stack.new_key("limited"))
+    r1 = api.run(api.thread(), "long 1 slow:1x60000")
+    r2 = api.run(api.thread(), "long 2 slow:1x60000")
+    r = api.post(f"/v1/threads/{api.thread()}/runs", {"input": "third"})
+    assert r.status == 429 and r.json["error"]["code"] == "too_many_requests", r
+    assert r.headers.get("retry-after") == "1"
+    for rid in (r1, r2):
+        api.post(f"/v1/runs/{rid}/cancel")
+    rid = api.run(api.thread(), "now it fits slow:1x10")
+    assert api.wait_terminal(rid)["status"] == "completed"
+
+
+def test_runs_per_worker_limit(c):
+    # 2 pods x 1 worker x max_runs 3 = 6 slots; tenants of 2 active runs each.
+    apis = [Client(c.stack.url, c.stack.new_key(f"cap{i}")) for i in range(4)]
+    started, refused = [], []
+    for api in apis:
+        for _ in range(2):
+            r = api.post(f"/v1/threads/{api.thread()}/runs", {"input": "hold slow:1x60000"})
+            if r.status == 202:
+                started.append((api, r.json["run_id"]))
+            else:
+                refused.append(r)
+    assert len(started) == 6, (len(started), refused)
+    assert all(r.status == 503 and r.json["error"]["code"] == "at_capacity" and
+               r.headers.get("retry-after") == "1" for r in refused), refused
+    for api, rid in started:
+        api.post(f"/v1/runs/{rid}/cancel")
+
+
+def test_watchers_per_worker_limit(c):
+    rid = c.api.run(c.api.thread(), "watched slow:1x60000")
+    ws = []
+    for pod in PODS:
+        for _ in range(4):
+            w = Watcher(Client(c.stack.url, c.key), f"/pod/{pod}/v1/runs/{rid}/events")
+            w.start()
+            ws.append(w)
+    wait_until(lambda: all(w.kinds() == ["start"] for w in ws), 20, "8 watchers attached")
+    for pod in PODS:
+        r = c.api.get(f"/pod/{pod}/v1/runs/{rid}/events")
+        assert r.status == 503 and r.json["error"]["code"] == "at_capacity", r
+        # Request threads remain for everything else.
+        assert c.api.get(f"/pod/{pod}/healthz").status == 200
+        assert c.api.get(f"/pod/{pod}/v1/threads?limit=1").status == 200
+    c.api.post(f"/v1/runs/{rid}/cancel")
+    for w in ws:
+        w.wait(20)
+        assert w.final_status() == "cancelled"
+    # Disconnected watchers free their slots.
+    w = watch(c.api, rid).wait(20)
+    assert w.final_status() == "cancelled"
+
+
+def test_disconnecting_watchers_free_their_slots(c):
+    rid = c.api.run(c.api.thread(), "hangups slow:1x60000")
+    path = f"/pod/pod-1/v1/runs/{rid}/events"
+
+    def attach():
+        w = Watcher(Client(c.stack.url, c.key), path)
+        w.start()
+        wait_until(lambda: w.kinds() == ["start"] or w.status == 503, 20, "attach or refusal")
+        return w
+
+    def attach_when_free():
+        w = attach()
+        if w.kinds() == ["start"]:
+            return w
+        w.close()
+        return None
+
+    for _ in range(6):
+        # The worker notices each hangup of the round before (POLLRDHUP on its
+        # FastCGI socket, checked at least every second) and frees its slot.
+        t0 = time.monotonic()
+        ws = [wait_until(attach_when_free, 10, "a free watcher slot", interval=0.1) for _ in range(4)]
+        assert time.monotonic() - t0 < 6
+        assert attach().status == 503
+        for w in ws:
+            w.close()
+    c.api.post(f"/v1/runs/{rid}/cancel")
+
+
+def test_workers_survived_everything(c):
+    now = {p: c.stack.worker_pids(p) for p in PODS}
+    assert now == c.pids, f"worker processes changed (a crash?): {c.pids} -> {now}"
+    logs = c.stack.log("pod-1") + c.stack.log("pod-2")
+    assert "was killed by signal" not in logs and "exited with status" not in logs
+    rid = c.api.run(c.api.thread(), "still fine slow:3x20")
+    w = watch(c.api, rid).wait(30)
+    assert w.final_status() == "completed" and w.all_text() == c.api.run_state(rid)["output"]
+
+
+ORDER = ["test_table", "test_oversized_and_odd_headers", "test_slow_bodies_do_not_hold_request_threads",
+         "test_tenant_active_runs_limit", "test_runs_per_worker_limit", "test_watchers_per_worker_limit",
+         "test_disconnecting_watchers_free_their_slots", "test_workers_survived_everything"]
+
+if __name__ == "__main__":
+    run_tests(globals(), setup, teardown)
