@@ -218,7 +218,7 @@ class Watcher(threading.Thread):
                 self.drops += 1
                 self.path = self.reconnect_path
                 self.method, self.body = "GET", None
-                time.sleep(0.1)
+                time.sleep(min(2.0, 0.1 * (1.5 ** min(self.drops, 10))))
         except Exception:
             self.error = traceback.format_exc()
         finally:
@@ -276,6 +276,14 @@ class Watcher(threading.Thread):
             return False
         finally:
             c.close()
+
+    def drop(self):
+        """Cut the connection as a network drop would; a reconnecting watcher resumes."""
+        try:
+            if getattr(self, "_sock", None):
+                self._sock.shutdown(2)
+        except OSError:
+            pass
 
     def close(self):
         self._stop = True
