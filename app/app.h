@@ -13,6 +13,7 @@ struct bus;
 struct runner;
 struct recovery;
 struct authcache;
+struct hub;
 
 /* Takeover latency buckets (ms) for /metrics; the last is +Inf. */
 #define TAKEOVER_BUCKETS 9
@@ -38,6 +39,7 @@ struct app {
 	struct runner *runner;
 	struct recovery *recovery;
 	struct authcache *auth;
+	struct hub *hub;
 	long worker;
 	pid_t pid;
 	const char *pod;

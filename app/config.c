@@ -69,6 +69,9 @@ static const struct cfg_entry entries[] = {
 	  "JetStream max age of run events (s)"),
 	I(dup_window_s, "TETHER_DUP_WINDOW_S", 1, 86400, 120, "JetStream duplicate window (s)"),
 	I(stream_replicas, "TETHER_STREAM_REPLICAS", 1, 5, 1, "JetStream stream replicas"),
+	I(hub_max_bytes, "TETHER_HUB_MAX_BYTES", 1024, 1 << 30, 16 << 20,
+	  "events of one run a worker keeps in memory for its watchers (bytes); "
+	  "watchers behind that window read JetStream themselves"),
 	I(worker_heartbeat_ms, "TETHER_WORKER_HEARTBEAT_MS", 100, 60000, 2000,
 	  "worker row heartbeat period (ms), also the liveness connection check"),
 	I(drain_s, "TETHER_DRAIN_S", 0, 3600, 10, "SIGTERM: time runs get to finish (s)"),

@@ -35,6 +35,7 @@ struct config {
 	int stream_max_age_s;
 	int dup_window_s;
 	int stream_replicas;
+	int hub_max_bytes;
 	/* ownership and takeover */
 	int worker_heartbeat_ms;
 	int drain_s;

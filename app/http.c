@@ -380,6 +380,20 @@ http_sse_event(struct req *r, const char *id, const char *event, const char *dat
 }
 
 int
+http_sse_write(struct req *r, const char *data, size_t len)
+{
+	while (len > 0) {
+		int k = len > (1 << 30) ? (1 << 30) : (int)len;
+
+		if (FCGX_PutStr(data, k, r->fcgi->out) < 0)
+			return TE_CLOSED;
+		data += k;
+		len -= (size_t)k;
+	}
+	return FCGX_FFlush(r->fcgi->out) < 0 ? TE_CLOSED : TE_OK;
+}
+
+int
 http_sse_comment(struct req *r, const char *text)
 {
 	struct buf b;

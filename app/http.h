@@ -82,6 +82,8 @@ int http_sse_start(struct req *r);
 /* Returns TE_OK or TE_CLOSED when the client has gone. */
 int http_sse_event(struct req *r, const char *id, const char *event, const char *data, size_t len);
 int http_sse_comment(struct req *r, const char *text);
+/* Write preformatted SSE bytes (several events at once) and flush. */
+int http_sse_write(struct req *r, const char *data, size_t len);
 /* Non-blocking check: has the web server closed this request's connection? */
 int http_client_gone(struct req *r);
 

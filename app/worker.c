@@ -9,6 +9,7 @@
 #include "config.h"
 #include "err.h"
 #include "http.h"
+#include "hub.h"
 #include "log.h"
 #include "recovery.h"
 #include "run.h"
@@ -259,6 +260,8 @@ worker_main(const struct config *cfg, int fd, pid_t master)
 	retry_until("registering this worker in PostgreSQL", do_live, &stopset);
 	log_set_worker(app.worker);
 	retry_until("connecting to NATS JetStream", do_bus, &stopset);
+	if (hub_new(&app.hub, app.bus, (size_t)cfg->hub_max_bytes) != TE_OK)
+		return 1;
 	if (bus_ctl_listen(app.bus, app.worker, on_ctl, NULL) != TE_OK)
 		tlog(LOG_WARN, "could not listen for control messages; cancels act at the next publish");
 

@@ -1,8 +1,11 @@
 /* GET /v1/runs/{id}/events, GET /v1/threads/{id}/events, and the stream of
  * POST /v1/threads/{id}/runs with Accept: text/event-stream.
  *
- * One watcher = one request thread + one ordered JetStream consumer. What to send
- * for each stored event is decided by watch.c (the exactly-once rules). When the
+ * One watcher = one request thread reading the run's events through this worker's
+ * hub (one JetStream consumer per run per worker, shared by its local watchers; a
+ * watcher that falls behind the hub's window reads JetStream itself). What to send
+ * for each stored event is decided by watch.c (the exactly-once rules); events that
+ * are ready together go out in one write. When the
  * run is silent for stall_ms while running, the owner is probed (recovery.c) with
  * backoff; when the row is terminal but the stream has no done, the end is
  * completed from PostgreSQL. */
@@ -11,6 +14,7 @@
 #include "bus.h"
 #include "buf.h"
 #include "config.h"
+#include "hub.h"
 #include "log.h"
 #include "recovery.h"
 #include "sse.h"
@@ -24,6 +28,8 @@
 #define MAX_SLICE_MS 1000
 #define MAX_BACKOFF_MS 5000
 #define DRAIN_RECHECK_MS 50
+#define MAX_BATCH 256
+#define OUT_MAX (64 << 20)
 
 struct watcher {
 	struct req *r;
@@ -31,12 +37,17 @@ struct watcher {
 	const char *run;
 	char thread_id[UUID_LEN + 1];
 	struct watch w;
+	struct hub_run *hr;             /* the hub's cursor: event number idx */
+	size_t idx;
+	struct bus_sub *sub;            /* or a private consumer, after falling behind */
+	struct buf out;                 /* formatted events not yet written */
 	int64_t last_write_ms;
 	int64_t last_event_ms;
 	int64_t next_check_ms;
 	int64_t backoff_ms;
 };
 
+/* Queue one event; flush() writes what is queued. */
 static int
 send_event(struct watcher *x, int attempt, int64_t seq, const char *event, const char *data,
     size_t len)
@@ -44,8 +55,57 @@ send_event(struct watcher *x, int attempt, int64_t seq, const char *event, const
 	char id[48];
 
 	snprintf(id, sizeof id, "%d:%lld", attempt, (long long)seq);
+	return sse_format(&x->out, id, event, data, len) == TE_OK ? TE_OK : TE_CLOSED;
+}
+
+static int
+flush(struct watcher *x)
+{
+	int rc;
+
+	if (x->out.len == 0)
+		return TE_OK;
+	rc = http_sse_write(x->r, x->out.data, x->out.len);
+	buf_reset(&x->out);
 	x->last_write_ms = now_ms();
-	return http_sse_event(x->r, id, event, data, len);
+	return rc;
+}
+
+/* The next stored event: from the hub, or from a private consumer. */
+static int
+src_next(struct watcher *x, int timeout_ms, struct bus_event *ev, struct hub_event **he)
+{
+	int rc;
+
+	*he = NULL;
+	if (x->hr) {
+		rc = hub_get(x->hr, x->idx, timeout_ms, he);
+		if (rc == TE_OK) {
+			*ev = (*he)->ev;
+			x->idx++;
+			return TE_OK;
+		}
+		if (rc != TE_NOTFOUND)
+			return rc;
+		/* Behind the hub's window: read the subject from the start; watch.c skips
+		 * everything the client already holds. */
+		tlog_run(LOG_INFO, x->run, x->w.cur, "watcher behind the hub's window (event %zu): "
+		    "reading JetStream itself", x->idx);
+		hub_detach(x->a->hub, x->hr);
+		x->hr = NULL;
+		if ((rc = bus_sub_open(x->a->bus, x->run, &x->sub)) != TE_OK)
+			return rc;
+	}
+	return bus_sub_next(x->sub, timeout_ms, ev);
+}
+
+static void
+src_release(struct bus_event *ev, struct hub_event *he)
+{
+	if (he)
+		hub_event_put(he);
+	else
+		bus_event_release(ev);
 }
 
 static int
@@ -117,7 +177,7 @@ synthesise(struct watcher *x, const struct run_state *rs)
 			rc = send_event(x, s.attempt, s.done_seq, "done", b.data, b.len);
 	}
 	buf_free(&b);
-	return rc;
+	return rc == TE_OK ? flush(x) : rc;
 }
 
 /* Quiet for a while: look at the row; complete it, wait, or probe the owner.
@@ -176,7 +236,7 @@ check(struct watcher *x, int *failed)
 }
 
 static void
-stream_loop(struct watcher *x, struct bus_sub *sub)
+stream_loop(struct watcher *x)
 {
 	const struct config *cfg = x->a->cfg;
 	int64_t ping_ms = (int64_t)cfg->heartbeat_s * 1000;
@@ -186,8 +246,9 @@ stream_loop(struct watcher *x, struct bus_sub *sub)
 	x->next_check_ms = x->last_event_ms + cfg->stall_ms;
 	for (;;) {
 		struct bus_event ev;
+		struct hub_event *he;
 		int64_t now = now_ms(), wait;
-		int rc, failed;
+		int rc, failed, n = 0;
 
 		if (atomic_load(&x->a->closing))
 			return;
@@ -196,11 +257,19 @@ stream_loop(struct watcher *x, struct bus_sub *sub)
 			wait = x->last_write_ms + ping_ms - now;
 		if (wait > MAX_SLICE_MS)
 			wait = MAX_SLICE_MS;
-		rc = bus_sub_next(sub, wait > 1 ? (int)wait : 1, &ev);
-		if (rc == TE_OK) {
+		/* Take every event that is ready (waiting only for the first), then write
+		 * them in one go: under load, one flush carries many events. */
+		while ((rc = src_next(x, n ? 0 : (wait > 1 ? (int)wait : 1), &ev, &he)) == TE_OK) {
 			rc = relay(x, &ev);
-			bus_event_release(&ev);
-			if (rc != TE_OK || x->w.done)
+			src_release(&ev, he);
+			n++;
+			if (rc != TE_OK || x->w.done || n == MAX_BATCH)
+				break;
+		}
+		if (n > 0) {
+			if (rc != TE_OK && rc != TE_TIMEOUT)
+				return;
+			if (flush(x) != TE_OK || x->w.done)
 				return;
 			x->last_event_ms = now_ms();
 			x->backoff_ms = cfg->stall_ms;
@@ -219,12 +288,10 @@ stream_loop(struct watcher *x, struct bus_sub *sub)
 		}
 		if (now - x->last_write_ms >= ping_ms && http_sse_comment(x->r, "ping") != TE_OK)
 			return;
-		if (now >= x->next_check_ms) {
-			if (now - x->last_write_ms >= ping_ms)
-				x->last_write_ms = now;
-			if (check(x, &failed))
-				return;
-		}
+		if (now - x->last_write_ms >= ping_ms)
+			x->last_write_ms = now;
+		if (now >= x->next_check_ms && check(x, &failed))
+			return;
 	}
 }
 
@@ -234,7 +301,6 @@ events_serve(struct req *r, const char *run_id, struct run_state *given)
 	struct app *a = r->app;
 	const struct config *cfg = a->cfg;
 	struct run_state local, *rs = given;
-	struct bus_sub *sub = NULL;
 	struct watcher x;
 	int last_attempt = 0, rc, counted = 0;
 	int64_t last_seq = -1;
@@ -281,11 +347,12 @@ events_serve(struct req *r, const char *run_id, struct run_state *given)
 	}
 	counted = 1;
 	atomic_fetch_add(&a->ctr.watchers_total, 1);
-	if ((rc = bus_sub_open(a->bus, run_id, &sub)) != TE_OK) {
+	if (!bus_connected(a->bus) || hub_attach(a->hub, run_id, &x.hr) != TE_OK) {
 		http_error_ex(r, API_UNAVAILABLE, NULL, NULL, "Retry-After: 1\r\n",
 		    "NATS is unavailable: cannot read the run's events");
 		goto out;
 	}
+	buf_init(&x.out, OUT_MAX);
 	x.r = r;
 	x.a = a;
 	x.run = run_id;
@@ -293,9 +360,11 @@ events_serve(struct req *r, const char *run_id, struct run_state *given)
 	watch_init(&x.w, rs->attempt, last_attempt, last_seq);
 	if (http_sse_start(r) != TE_OK)
 		goto out;
-	stream_loop(&x, sub);
+	stream_loop(&x);
 out:
-	bus_sub_close(sub);
+	hub_detach(a->hub, x.hr);
+	bus_sub_close(x.sub);
+	buf_free(&x.out);
 	if (counted)
 		atomic_fetch_sub(&a->ctr.watchers, 1);
 	if (rs == &local)

@@ -26,7 +26,7 @@ def setup():
     c = Ctx()
     c.stack = Stack("test-hostile", pods=2, workers=1, env={
         "TETHER_THREADS": "16", "TETHER_MAX_WATCHERS": "4", "TETHER_MAX_RUNS": "3",
-        "TETHER_TENANT_MAX_ACTIVE_RUNS": "2"})
+        "TETHER_TENANT_MAX_ACTIVE_RUNS": "2", "TETHER_HUB_MAX_BYTES": "1024"})
     c.stack.down()
     c.stack.up()
     c.key = c.stack.new_key("hostile")
@@ -279,6 +279,28 @@ def test_disconnecting_watchers_free_their_slots(c):
     c.api.post(f"/v1/runs/{rid}/cancel")
 
 
+def test_watcher_behind_the_hub_window_reads_jetstream(c):
+    """Each worker keeps at most TETHER_HUB_MAX_BYTES (1024 here) of a run's events for
+    its watchers; a watcher that attaches later still gets every event exactly once."""
+    rid = c.api.run(c.api.thread(), "long window slow:60x30")
+    early = Watcher(Client(c.stack.url, c.key), f"/pod/pod-1/v1/runs/{rid}/events")
+    early.start()
+    wait_until(lambda: early.kinds().count("delta") >= 50, 30, "50 deltas at the early watcher")
+    late = Watcher(Client(c.stack.url, c.key), f"/pod/pod-1/v1/runs/{rid}/events")
+    late.start()
+    resumed = Watcher(Client(c.stack.url, c.key), f"/pod/pod-1/v1/runs/{rid}/events", last_event_id="1:20")
+    resumed.start()
+    for w in (early, late, resumed):
+        w.wait(30)
+    out = c.api.run_state(rid)["output"]
+    assert len(out) > 1024
+    for w in (early, late):
+        assert w.ids() == [f"1:{i}" for i in range(62)], w.ids()
+        assert w.all_text() == out
+    assert resumed.ids() == [f"1:{i}" for i in range(21, 62)], resumed.ids()
+    assert f"run={rid} attempt=1 msg=\"watcher behind the hub's window" in c.stack.log("pod-1")
+
+
 def test_workers_survived_everything(c):
     now = {p: c.stack.worker_pids(p) for p in PODS}
     assert now == c.pids, f"worker processes changed (a crash?): {c.pids} -> {now}"
@@ -291,7 +313,8 @@ def test_workers_survived_everything(c):
 
 ORDER = ["test_table", "test_oversized_and_odd_headers", "test_slow_bodies_do_not_hold_request_threads",
          "test_tenant_active_runs_limit", "test_runs_per_worker_limit", "test_watchers_per_worker_limit",
-         "test_disconnecting_watchers_free_their_slots", "test_workers_survived_everything"]
+         "test_disconnecting_watchers_free_their_slots", "test_watcher_behind_the_hub_window_reads_jetstream",
+         "test_workers_survived_everything"]
 
 if __name__ == "__main__":
     run_tests(globals(), setup, teardown)
