@@ -259,6 +259,10 @@ worker_main(const struct config *cfg, int fd, pid_t master)
 	}
 	retry_until("registering this worker in PostgreSQL", do_live, &stopset);
 	log_set_worker(app.worker);
+	/* No spinning on nats.c's locks: on a couple of shared cores, spinning threads
+	 * (every generator publishes on the worker's one connection) burn the CPU the
+	 * lock holder needs. */
+	nats_Open(0);
 	retry_until("connecting to NATS JetStream", do_bus, &stopset);
 	if (hub_new(&app.hub, app.bus, (size_t)cfg->hub_max_bytes) != TE_OK)
 		return 1;

@@ -114,14 +114,138 @@ def bench_takeover(args):
     return res
 
 
+# ---------------------------------------------------------------- load generator helpers
+
+PEERS = os.path.join(ROOT, "bench", "peers.sh")
+
+
+def proc_groups(st):
+    """pid lists per component of a stack: tetherd workers, nats, nginx, postgres."""
+    import subprocess as sp
+    groups = {"tetherd": [], "nats": [], "nginx": [], "postgres": []}
+    for pod, (state, master) in st.pods_state().items():
+        if state == "up":
+            groups["tetherd"] += [int(master)] + st.worker_pids(pod)
+    for name, key in (("nats-server", "nats"), ("nginx", "nginx"), ("postgres", "postgres")):
+        p = sp.run(["pgrep", "-f", name], text=True, capture_output=True)
+        groups[key] = [int(x) for x in p.stdout.split()]
+    return groups
+
+
+def cpu_ticks(pids):
+    t = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                v = f.read().rsplit(")", 1)[1].split()
+            t += int(v[11]) + int(v[12])
+        except (OSError, IndexError):
+            pass
+    return t
+
+
+def rss_kb(pids):
+    t = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        t += int(line.split()[1])
+        except OSError:
+            pass
+    return t
+
+
+def loadgen(st, key, target, R, W, N, ms, procs=1, timeout=600):
+    import subprocess as sp
+    groups = proc_groups(st)
+    hz = os.sysconf("SC_CLK_TCK")
+    before = {k: cpu_ticks(v) for k, v in groups.items()}
+    t0 = time.monotonic()
+    p = sp.run([PEERS, "loadgen", "--target", target, "-R", str(R), "-W", str(W), "-N", str(N), "--ms", str(ms),
+                "--procs", str(procs), "--base", st.url, "--key", key], text=True, capture_output=True, timeout=timeout)
+    wall = time.monotonic() - t0
+    if p.returncode != 0 or not p.stdout.strip():
+        raise AssertionError(f"loadgen failed: {p.stderr[-2000:]}")
+    res = json.loads(p.stdout.strip().split("\n")[-1])
+    res["cpu_s"] = {k: (cpu_ticks(v) - before[k]) / hz for k, v in groups.items()}
+    res["cpu_s_total"] = sum(res["cpu_s"].values())
+    res["cpu_s_per_1000_chunks"] = res["cpu_s_total"] / max(1, res["delivered"]) * 1000
+    res["wall_s_outer"] = wall
+    return res
+
+
+def bench_stack(name, pods=2, workers=2, env=None):
+    e = {"TETHER_BENCH_ROUTES": "1", "TETHER_NGINX_ACCESS_LOG": "0", "TETHER_LOG_LEVEL": "warn"}
+    e.update(env or {})
+    st = Stack(name, pods=pods, workers=workers, env=e)
+    st.down()
+    st.up()
+    return st
+
+
+def ms_(us):
+    return f"{us / 1000:.2f}" if us is not None else "-"
+
+
+# ---------------------------------------------------------------- relay
+
+def bench_relay(args):
+    R, W, N, MS = args.runs, 1, args.chunks, args.ms
+    st = bench_stack("bench-relay")
+    try:
+        key = st.new_key("bench")
+        loadgen(st, key, "tether", 4, 2, 50, 5)  # warm-up, discarded
+        loadgen(st, key, "tether-baseline", 4, 1, 50, 5)
+        reps = {"tether": [], "tether-baseline": []}
+        for rep in range(args.reps):
+            for target in ("tether-baseline", "tether"):
+                r = loadgen(st, key, target, R, W, N, MS)
+                reps[target].append(r)
+                print(f"rep {rep + 1} {target}: p50 {ms_(r['p50_us'])} ms, p99 {ms_(r['p99_us'])} ms, "
+                      f"connected p99 {ms_(r['conn_p99_us'])} ms, {r['chunks_per_s']}/s, lost {r['lost']}, "
+                      f"dup {r['dup']}, cpu {r['cpu_s_per_1000_chunks']:.3f} s/1000", flush=True)
+    finally:
+        st.down()
+    med = lambda xs: statistics.median(xs)
+    out = {"machine": machine(), "config": {"R": R, "W": W, "N": N, "ms": MS, "reps": args.reps}}
+    for t, rs in reps.items():
+        out[t] = {k: med([r[k] for r in rs]) for k in ("p50_us", "p99_us", "max_us", "conn_p99_us", "chunks_per_s",
+                                                       "cpu_s_per_1000_chunks")}
+        out[t]["lost"] = sum(r["lost"] for r in rs)
+        out[t]["dup"] = sum(r["dup"] for r in rs)
+        out[t]["cpu_by_component"] = {k: med([r["cpu_s"][k] for r in rs]) for k in rs[0]["cpu_s"]}
+        out[t]["reps"] = rs
+    b, t = out["tether-baseline"], out["tether"]
+    out["ratio"] = {k: t[k] / b[k] if b[k] else None for k in ("p50_us", "p99_us", "conn_p99_us",
+                                                               "cpu_s_per_1000_chunks")}
+    save("relay", out)
+    rows = [(name, ms_(x["p50_us"]), ms_(x["p99_us"]), ms_(x["conn_p99_us"]), ms_(x["max_us"]),
+             f"{x['chunks_per_s']:.0f}", f"{x['cpu_s_per_1000_chunks']:.3f}", f"{x['lost']}/{x['dup']}")
+            for name, x in (("baseline (no JetStream)", b), ("tether", t))]
+    rows.append(("ratio tether/baseline", f"{out['ratio']['p50_us']:.2f}", f"{out['ratio']['p99_us']:.2f}",
+                 f"{out['ratio']['conn_p99_us']:.2f}", "", "", f"{out['ratio']['cpu_s_per_1000_chunks']:.2f}", ""))
+    print()
+    print(table(rows, (f"relay {R}x{W}, {N} chunks, {MS} ms (median of {args.reps})", "p50 ms", "p99 ms",
+                       "connected p99 ms", "max ms", "delivered/s", "CPU s/1000 chunks", "lost/dup")))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("name", nargs="+")
     ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--chunks", type=int, default=200)
+    ap.add_argument("--ms", type=int, default=10)
     args = ap.parse_args()
     for n in args.name:
         if n == "takeover":
             bench_takeover(args)
+        elif n == "relay":
+            bench_relay(args)
         else:
             sys.exit(f"bench: unknown benchmark {n}")
 

@@ -19,6 +19,7 @@ enum route_id {
 	R_RUN_CANCEL,
 	R_ADMIN_KEYS,
 	R_ADMIN_RECOVER,
+	R_BENCH_STREAM,
 	R__MAX
 };
 
@@ -62,6 +63,7 @@ void h_thread_events(struct req *r);
 void h_run_cancel(struct req *r);
 void h_admin_keys(struct req *r);
 void h_admin_recover(struct req *r);
+void h_bench_stream(struct req *r);
 
 struct run_state;
 /* Serve a run's event stream (events.c); rs, when given, is its state read just now. */

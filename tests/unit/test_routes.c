@@ -21,6 +21,7 @@ static const struct want table[] = {
 	{ "/healthz", M_GET, R_HEALTHZ, h_healthz, P_NONE, AUTH_NONE, "" },
 	{ "/readyz", M_GET, R_READYZ, h_readyz, P_NONE, AUTH_NONE, "" },
 	{ "/metrics", M_GET, R_METRICS, h_metrics, P_NONE, AUTH_NONE, "" },
+	{ "/v1/bench/stream", M_GET, R_BENCH_STREAM, h_bench_stream, P_NONE, AUTH_KEY, "" },
 	{ "/v1/threads", M_POST, R_THREADS, h_threads_create, P_NONE, AUTH_KEY, "" },
 	{ "/v1/threads", M_GET, R_THREADS, h_threads_list, P_NONE, AUTH_KEY, "" },
 	{ "/v1/threads/" ID, M_GET, R_THREAD, h_thread_get, P_ID, AUTH_KEY, ID },

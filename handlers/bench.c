@@ -1,0 +1,82 @@
+/* GET /v1/bench/stream?n=N&ms=MS - benchmark-only baseline (TETHER_BENCH_ROUTES=1):
+ * the mock generator streamed straight to the client by this FastCGI handler, with
+ * no JetStream, no PostgreSQL and no fan-out in between. Same event format as
+ * /v1/runs/{id}/events with the mock's `emit` directive, so one load generator
+ * measures both and the ratio is the relay's cost. */
+#include "routes.h"
+#include "app.h"
+#include "buf.h"
+#include "config.h"
+#include "provider.h"
+#include "sse.h"
+
+#include <stdio.h>
+
+void
+h_bench_stream(struct req *r)
+{
+	const struct config *cfg = r->app->cfg;
+	struct provider_call *call = NULL;
+	struct provider_req preq = { 0 };
+	struct provider_msg msg;
+	struct buf chunk, data, out;
+	char q[32], input[64], err[256], id[32];
+	int64_t n = 200, ms = 10;
+	int len, eof = 0, rc;
+
+	if (!cfg->bench_routes) {
+		http_error(r, API_NOT_FOUND, "benchmark routes are disabled (TETHER_BENCH_ROUTES)");
+		return;
+	}
+	if ((len = http_query_get(r->query, "n", q, sizeof q)) >= 0 &&
+	    parse_int64(q, (size_t)len, 1, 100000, &n) < 0) {
+		http_error_field(r, "n", "n must be an integer from 1 to 100000");
+		return;
+	}
+	if ((len = http_query_get(r->query, "ms", q, sizeof q)) >= 0 &&
+	    parse_int64(q, (size_t)len, 0, 60000, &ms) < 0) {
+		http_error_field(r, "ms", "ms must be an integer from 0 to 60000");
+		return;
+	}
+	snprintf(input, sizeof input, "slow:%lldx%lld emit", (long long)n, (long long)ms);
+	msg.role = "user";
+	msg.content = input;
+	preq.cfg = cfg;
+	preq.run_id = "bench";
+	preq.attempt = 1;
+	preq.model = "mock";
+	preq.msgs = &msg;
+	preq.nmsgs = 1;
+	if (provider_start(&preq, &call, err, sizeof err) != TE_OK) {
+		http_error(r, API_INTERNAL, "%s", err);
+		return;
+	}
+	buf_init(&chunk, 1 << 16);
+	buf_init(&data, 1 << 17);
+	buf_init(&out, 1 << 18);
+	if (http_sse_start(r) != TE_OK)
+		goto done;
+	sse_format(&out, "1:0", "start", "{\"attempt\":1}", 13);
+	for (int64_t i = 1;; i++) {
+		buf_reset(&chunk);
+		if ((rc = provider_next(call, &chunk, &eof, err, sizeof err)) != TE_OK || eof)
+			break;
+		buf_reset(&data);
+		buf_puts(&data, "{\"text\":");
+		buf_json_str(&data, chunk.data, chunk.len);
+		buf_puts(&data, "}");
+		snprintf(id, sizeof id, "1:%lld", (long long)i);
+		sse_format(&out, id, "delta", data.data, data.len);
+		if (http_sse_write(r, out.data, out.len) != TE_OK)
+			goto done;
+		buf_reset(&out);
+	}
+	snprintf(id, sizeof id, "1:%lld", (long long)n + 1);
+	sse_format(&out, id, "done", "{\"status\":\"completed\"}", 22);
+	http_sse_write(r, out.data, out.len);
+done:
+	provider_free(call);
+	buf_free(&chunk);
+	buf_free(&data);
+	buf_free(&out);
+}
