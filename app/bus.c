@@ -73,6 +73,21 @@ on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closur
 	tlog(LOG_WARN, "NATS asynchronous error: %s", natsStatus_GetText(err));
 }
 
+/* NATS_URL may list several servers, comma-separated (a cluster's seeds). */
+static natsStatus
+bus_set_servers(natsOptions *opts, const char *urls)
+{
+	char copy[512], *list[16], *save = NULL, *tok;
+	int n = 0;
+
+	snprintf(copy, sizeof copy, "%s", urls);
+	for (tok = strtok_r(copy, ", ", &save); tok && n < 16; tok = strtok_r(NULL, ", ", &save))
+		list[n++] = tok;
+	if (n <= 1)
+		return natsOptions_SetURL(opts, urls);
+	return natsOptions_SetServers(opts, (const char **)list, n);
+}
+
 int
 bus_open(struct bus **out, const struct config *cfg, const char *name)
 {
@@ -85,7 +100,7 @@ bus_open(struct bus **out, const struct config *cfg, const char *name)
 	b->cfg = cfg;
 	if ((s = natsOptions_Create(&b->opts)) != NATS_OK)
 		goto fail;
-	s = natsOptions_SetURL(b->opts, cfg->nats_url);
+	s = bus_set_servers(b->opts, cfg->nats_url);
 	if (s == NATS_OK)
 		s = natsOptions_SetName(b->opts, name);
 	if (s == NATS_OK)
@@ -151,9 +166,24 @@ bus_connected(struct bus *b)
 int
 bus_ping(struct bus *b, int timeout_ms)
 {
+	jsStreamInfo *si = NULL;
+	jsOptions jo;
+	jsErrCode ec = 0;
+	natsStatus s;
+
 	if (!bus_connected(b))
 		return TE_BUS;
-	return natsConnection_FlushTimeout(b->nc, timeout_ms) == NATS_OK ? TE_OK : TE_BUS;
+	/* Ready means runs can stream: the server answers and the stream exists (a NATS
+	 * that came back without its store gets the stream again here). */
+	jsOptions_Init(&jo);
+	jo.Wait = timeout_ms;
+	s = js_GetStreamInfo(&si, b->js, BUS_STREAM, &jo, &ec);
+	jsStreamInfo_Destroy(si);
+	if (s == NATS_OK)
+		return TE_OK;
+	if (s == NATS_NOT_FOUND || ec == JSStreamNotFoundErr)
+		return bus_stream_ensure(b);
+	return TE_BUS;
 }
 
 int
@@ -272,6 +302,12 @@ bus_publish(struct bus *b, const char *run_id, int attempt, int64_t seq, enum bu
 		jsPubAck_Destroy(pa);
 		if (ec == JSStreamWrongLastSequenceErr)
 			return TE_FENCED;
+		if (s == NATS_NO_RESPONDERS || ec == JSStreamNotFoundErr) {
+			/* No stream for the subject: NATS lost its store (a new volume, say).
+			 * Create it again; the retry below publishes into it. */
+			tlog_run(LOG_WARN, run_id, attempt, "stream %s is missing; creating it", BUS_STREAM);
+			bus_stream_ensure(b);
+		}
 		if (!retryable(s)) {
 			tlog_run(LOG_WARN, run_id, attempt, "could not publish %s %lld: %s (%d)",
 			    bus_ev_name(type), (long long)seq, natsStatus_GetText(s), (int)ec);
@@ -384,7 +420,15 @@ bus_sub_next(struct bus_sub *s, int timeout_ms, struct bus_event *ev)
 	natsStatus st;
 	int rc;
 
-	st = natsSubscription_NextMsg(&m, s->sub, timeout_ms > 0 ? timeout_ms : 1);
+	if (timeout_ms <= 0) {
+		/* Only what has arrived already: no waiting. */
+		int msgs = 0, bytes = 0;
+
+		if (natsSubscription_GetPending(s->sub, &msgs, &bytes) != NATS_OK || msgs <= 0)
+			return TE_TIMEOUT;
+		timeout_ms = 1;
+	}
+	st = natsSubscription_NextMsg(&m, s->sub, timeout_ms);
 	if (st == NATS_TIMEOUT)
 		return TE_TIMEOUT;
 	if (st == NATS_MISMATCH)

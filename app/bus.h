@@ -55,7 +55,8 @@ void bus_event_release(struct bus_event *ev);
 
 /* An ordered consumer of one run's events, from the first stored one. */
 int bus_sub_open(struct bus *b, const char *run_id, struct bus_sub **out);
-/* TE_OK with ev filled, TE_TIMEOUT when nothing came, TE_BUS on trouble. */
+/* TE_OK with ev filled, TE_TIMEOUT when nothing came, TE_BUS on trouble.
+ * timeout_ms 0: only a message that has already arrived. */
 int bus_sub_next(struct bus_sub *s, int timeout_ms, struct bus_event *ev);
 void bus_sub_close(struct bus_sub *s);
 

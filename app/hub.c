@@ -1,6 +1,9 @@
-/* hub.c - see hub.h. Locking: hub.mu guards the list of runs and their refs;
- * hub_run.mu guards its events, count and state. A run's consumer thread owns the
- * run once the last reference is gone: it stops and frees everything. */
+/* hub.c - see hub.h. No thread of its own: the watcher that finds nothing new takes
+ * the reader's role, reads the run's consumer itself, appends and wakes the others.
+ * With one watcher that is the direct path (one wakeup per event); with many, one
+ * reads and the rest wake on the broadcast.
+ * Locking: hub.mu guards the list of runs and their refs; hub_run.mu guards the
+ * events, the reader role and the state. The last reference closes and frees. */
 #include "hub.h"
 #include "err.h"
 #include "log.h"
@@ -12,8 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-#define POLL_MS 200
-#define STACK_SIZE (256 * 1024)
 
 struct hub_run {
 	struct hub *hub;
@@ -25,8 +26,9 @@ struct hub_run {
 	struct hub_event **ev;          /* ev[i - base] for base <= i < count */
 	size_t base, count, cap;
 	size_t bytes;
+	struct bus_sub *sub;            /* the run's one consumer */
+	int reading;                    /* a watcher is in bus_sub_next on sub */
 	int failed;
-	int stop;
 };
 
 struct hub {
@@ -54,7 +56,7 @@ hub_new(struct hub **out, struct bus *bus, size_t cap_bytes)
 void
 hub_free(struct hub *h)
 {
-	/* Runs still attached belong to their consumer threads, which free them. */
+	/* Every run is freed by its last detach. */
 	if (!h)
 		return;
 	pthread_mutex_destroy(&h->mu);
@@ -84,17 +86,18 @@ event_copy(const struct bus_event *src)
 	return e;
 }
 
-static int
-run_append(struct hub_run *r, struct hub_event *e)
+/* Caller holds r->mu. An allocation failure drops the event and fails the run. */
+static void
+run_append_locked(struct hub_run *r, struct hub_event *e)
 {
-	pthread_mutex_lock(&r->mu);
 	if (r->count - r->base == r->cap) {
 		size_t cap = r->cap ? r->cap * 2 : 64;
 		struct hub_event **v = realloc(r->ev, cap * sizeof *v);
 
 		if (!v) {
-			pthread_mutex_unlock(&r->mu);
-			return TE_NOMEM;
+			hub_event_put(e);
+			r->failed = 1;
+			return;
 		}
 		r->ev = v;
 		r->cap = cap;
@@ -111,14 +114,12 @@ run_append(struct hub_run *r, struct hub_event *e)
 		r->base++;
 		hub_event_put(old);
 	}
-	pthread_cond_broadcast(&r->cv);
-	pthread_mutex_unlock(&r->mu);
-	return TE_OK;
 }
 
 static void
 run_free(struct hub_run *r)
 {
+	bus_sub_close(r->sub);
 	for (size_t i = r->base; i < r->count; i++)
 		hub_event_put(r->ev[i - r->base]);
 	free(r->ev);
@@ -127,64 +128,11 @@ run_free(struct hub_run *r)
 	free(r);
 }
 
-static int
-run_stopped(struct hub_run *r)
-{
-	int s;
-
-	pthread_mutex_lock(&r->mu);
-	s = r->stop;
-	pthread_mutex_unlock(&r->mu);
-	return s;
-}
-
-static void *
-consumer(void *arg)
-{
-	struct hub_run *r = arg;
-	struct bus_sub *sub = NULL;
-	int rc = bus_sub_open(r->hub->bus, r->run_id, &sub);
-
-	while (rc == TE_OK && !run_stopped(r)) {
-		struct bus_event ev;
-		struct hub_event *e;
-
-		rc = bus_sub_next(sub, POLL_MS, &ev);
-		if (rc == TE_TIMEOUT) {
-			rc = TE_OK;
-			continue;
-		}
-		if (rc != TE_OK)
-			break;
-		e = event_copy(&ev);
-		bus_event_release(&ev);
-		if (!e || run_append(r, e) != TE_OK) {
-			free(e);
-			rc = TE_NOMEM;
-		}
-	}
-	bus_sub_close(sub);
-	pthread_mutex_lock(&r->mu);
-	if (!r->stop) {
-		tlog_run(LOG_WARN, r->run_id, 0, "event consumer stopped: %s", te_strerror(rc));
-		r->failed = 1;
-		pthread_cond_broadcast(&r->cv);
-	}
-	/* Wait for the last watcher to leave; then this thread owns the run. */
-	while (!r->stop)
-		pthread_cond_wait(&r->cv, &r->mu);
-	pthread_mutex_unlock(&r->mu);
-	run_free(r);
-	return NULL;
-}
-
 int
 hub_attach(struct hub *h, const char *run_id, struct hub_run **out)
 {
 	struct hub_run *r;
-	pthread_attr_t attr;
-	pthread_t th;
-	int err;
+	int rc;
 
 	pthread_mutex_lock(&h->mu);
 	for (r = h->runs; r; r = r->next) {
@@ -211,17 +159,10 @@ hub_attach(struct hub *h, const char *run_id, struct hub_run **out)
 	r->refs = 1;
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, STACK_SIZE);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	err = pthread_create(&th, &attr, consumer, r);
-	pthread_attr_destroy(&attr);
-	if (err) {
+	if ((rc = bus_sub_open(h->bus, run_id, &r->sub)) != TE_OK) {
 		pthread_mutex_unlock(&h->mu);
-		pthread_mutex_destroy(&r->mu);
-		pthread_cond_destroy(&r->cv);
-		free(r);
-		return TE_NOMEM;
+		run_free(r);
+		return rc;
 	}
 	r->next = h->runs;
 	h->runs = r;
@@ -249,41 +190,89 @@ hub_detach(struct hub *h, struct hub_run *r)
 			}
 	}
 	pthread_mutex_unlock(&h->mu);
-	if (last) {
-		pthread_mutex_lock(&r->mu);
-		r->stop = 1;
-		pthread_cond_broadcast(&r->cv);
-		pthread_mutex_unlock(&r->mu);
+	/* Nobody else holds it, so nobody is reading its consumer. */
+	if (last)
+		run_free(r);
+}
+
+static void
+deadline_in(struct timespec *dl, int timeout_ms)
+{
+	clock_gettime(CLOCK_REALTIME, dl);
+	dl->tv_sec += timeout_ms / 1000;
+	dl->tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (dl->tv_nsec >= 1000000000) {
+		dl->tv_sec++;
+		dl->tv_nsec -= 1000000000;
 	}
 }
 
 int
 hub_get(struct hub_run *r, size_t idx, int timeout_ms, struct hub_event **ev)
 {
-	struct timespec dl;
+	int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
 	int rc = TE_TIMEOUT;
 
 	pthread_mutex_lock(&r->mu);
-	if (idx >= r->count && !r->failed && timeout_ms > 0) {
-		clock_gettime(CLOCK_REALTIME, &dl);
-		dl.tv_sec += timeout_ms / 1000;
-		dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-		if (dl.tv_nsec >= 1000000000) {
-			dl.tv_sec++;
-			dl.tv_nsec -= 1000000000;
+	for (;;) {
+		int64_t left;
+
+		if (idx < r->base) {
+			rc = TE_NOTFOUND;
+			break;
 		}
-		while (idx >= r->count && !r->failed)
-			if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0)
+		if (idx < r->count) {
+			*ev = r->ev[idx - r->base];
+			atomic_fetch_add(&(*ev)->refs, 1);
+			rc = TE_OK;
+			break;
+		}
+		if (r->failed) {
+			rc = TE_BUS;
+			break;
+		}
+		left = deadline - now_ms();
+		if (left <= 0 && timeout_ms > 0)
+			break;
+		if (!r->reading) {
+			/* Take the reader's role: read the consumer without the lock. */
+			struct bus_event bev;
+			struct hub_event *e = NULL;
+			int brc;
+
+			r->reading = 1;
+			pthread_mutex_unlock(&r->mu);
+			brc = bus_sub_next(r->sub, timeout_ms > 0 && left > 0 ? (int)left : 0, &bev);
+			if (brc == TE_OK) {
+				e = event_copy(&bev);
+				bus_event_release(&bev);
+				if (!e)
+					brc = TE_NOMEM;
+			}
+			pthread_mutex_lock(&r->mu);
+			r->reading = 0;
+			if (e)
+				run_append_locked(r, e);
+			else if (brc != TE_TIMEOUT) {
+				tlog_run(LOG_WARN, r->run_id, 0, "event consumer failed: %s", te_strerror(brc));
+				r->failed = 1;
+			}
+			/* Wake the others: for the new event, or for one of them to read next. */
+			pthread_cond_broadcast(&r->cv);
+			if (brc == TE_TIMEOUT && idx >= r->count)
 				break;
-	}
-	if (idx < r->base) {
-		rc = TE_NOTFOUND;
-	} else if (idx < r->count) {
-		*ev = r->ev[idx - r->base];
-		atomic_fetch_add(&(*ev)->refs, 1);
-		rc = TE_OK;
-	} else if (r->failed) {
-		rc = TE_BUS;
+			continue;
+		}
+		if (timeout_ms <= 0)
+			break;
+		{
+			struct timespec dl;
+
+			deadline_in(&dl, (int)left);
+			if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0 && idx >= r->count &&
+			    !r->reading)
+				break;
+		}
 	}
 	pthread_mutex_unlock(&r->mu);
 	return rc;

@@ -283,7 +283,14 @@ static void
 gen_fail(struct gen *g, const char *code, const char *msg)
 {
 	struct buf e;
+	char safe[1024];
 
+	/* Messages quote upstream bytes and may have been cut mid-character: the
+	 * error is JSON that PostgreSQL stores, so keep it valid UTF-8. */
+	if (!utf8_valid(msg, strlen(msg))) {
+		log_escape(safe, sizeof safe, msg, strlen(msg));
+		msg = safe;
+	}
 	buf_init(&e, 4096);
 	buf_printf(&e, "{\"code\":\"%s\",\"message\":", code);
 	buf_json_str(&e, msg, strlen(msg));
@@ -292,6 +299,34 @@ gen_fail(struct gen *g, const char *code, const char *msg)
 		g->seq++;
 		gen_done(g, "failed", e.data);
 	}
+	buf_free(&e);
+}
+
+/* A publish was fenced. Normally a taker or a cancel owns the run now and this
+ * generator just stops. But when the row still says the run is ours, running, at
+ * this attempt, nobody fenced us: the stream itself was reset (NATS came back
+ * without its store). Then the text streamed so far is gone for good: end the run
+ * failed, clearly, rather than leave it running with nobody publishing. */
+static void
+gen_fenced(struct gen *g)
+{
+	struct run_state rs;
+	struct buf e;
+	int ours;
+
+	if (store_run_state(g->a->store, NULL, g->run, &rs) != TE_OK)
+		return;
+	ours = !strcmp(rs.status, "running") && rs.attempt == g->attempt && rs.owner == g->a->worker;
+	store_run_state_free(&rs);
+	if (!ours)
+		return;
+	tlog_run(LOG_ERROR, g->run, g->attempt,
+	    "the run's events are gone from JetStream (stream reset?); ending the run failed");
+	buf_init(&e, 512);
+	buf_puts(&e, "{\"code\":\"unavailable\",\"message\":\"the run's event stream was lost "
+	    "(NATS lost its store); start the run again\"}");
+	if (gen_finish(g, "failed", NULL, 0, e.data, NULL) == TE_OK)
+		run_publish_terminal(g->a, g->run, g->attempt, "failed", e.data, "final");
 	buf_free(&e);
 }
 
@@ -404,8 +439,10 @@ gen_run(struct gen *g)
 			goto out;
 		}
 		rc = gen_publish(g, EV_DELTA, (int64_t)out.len, NULL, data.data, data.len);
-		if (rc == TE_FENCED)
+		if (rc == TE_FENCED) {
+			gen_fenced(g);
 			goto out;
+		}
 		if (rc != TE_OK) {
 			gen_fail(g, "unavailable", "could not publish to NATS before the deadline");
 			goto out;

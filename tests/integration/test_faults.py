@@ -116,6 +116,31 @@ def test_nats_restart_mid_run(c):
     # drop at all; with a drop they would resume by Last-Event-ID, same result.)
 
 
+def test_nats_back_without_its_store(c):
+    """NATS restarts with an empty store (a new volume): readiness recreates the
+    stream, new runs stream, and a run that was streaming ends failed, clearly,
+    instead of staying 'running' with nobody publishing."""
+    rid = c.api.run(c.api.thread(), "store lost slow:40x100")
+    w = watch(c.api, rid, reconnect=True)
+    wait_until(lambda: w.kinds().count("delta") >= 3, 30, "3 deltas")
+    c.stack.nats("stop")
+    import shutil
+    shutil.rmtree(os.path.join(c.stack.dir, "nats", "js"))
+    c.stack.nats("start")
+    for pod in ("pod-1", "pod-2"):
+        wait_until(lambda: Client(c.stack.url).get(f"/pod/{pod}/readyz").status == 200, 30,
+                   f"{pod} ready with the stream recreated")
+    s = c.api.wait_terminal(rid, 60)
+    assert s["status"] == "failed" and s["error"]["code"] == "unavailable", s
+    assert "stream was lost" in s["error"]["message"], s
+    w.wait(30)
+    assert w.final_status() == "failed", w.kinds()
+    rid2 = c.api.run(c.api.thread(), "after the reset slow:5x20")
+    w2 = watch(c.api, rid2).wait(30)
+    s2 = c.api.run_state(rid2)
+    assert s2["status"] == "completed" and w2.all_text() == s2["output"], (s2, w2.kinds())
+
+
 def test_postgres_outage_mid_run_completion_lands(c):
     tid = c.api.thread()
     rid = c.api.run(tid, "pg outage slow:12x150")
