@@ -166,9 +166,18 @@ store_probe_claim(struct store *st, long me, const char *pod, pid_t pid, long de
     const char *run_id, int seen_attempt, int max_claim, int max_attempts, int grace_s,
     enum probe_result *result, struct claim_set *claimed, struct claim_set *failed)
 {
+	/* Committed on its own (the probe's transaction may roll back): the first time
+	 * anyone saw this server incarnation. */
+	static const char seen[] =
+	    "INSERT INTO pg_incarnations (started) VALUES (pg_postmaster_start_time())"
+	    " ON CONFLICT DO NOTHING";
+	/* In grace: the worker took its lock on another server incarnation (before a
+	 * restart or a failover) and this one was first seen less than grace_s ago. */
 	static const char probe[] =
-	    "SELECT w.pg_start < pg_postmaster_start_time()"
-	    "   AND clock_timestamp() < pg_postmaster_start_time() + make_interval(secs => $2),"
+	    "SELECT w.pg_start <> pg_postmaster_start_time()"
+	    "   AND clock_timestamp() < COALESCE((SELECT first_seen FROM pg_incarnations"
+	    "     WHERE started = pg_postmaster_start_time()), clock_timestamp())"
+	    "     + make_interval(secs => $2),"
 	    " pg_try_advisory_xact_lock(" LOCK_CLASS_STR ", w.id::int)"
 	    " FROM workers w WHERE w.id = $1";
 	/* The compare-and-swap: owner, attempt and status as read. */
@@ -201,7 +210,8 @@ store_probe_claim(struct store *st, long me, const char *pod, pid_t pid, long de
 	snprintf(gr, sizeof gr, "%d", grace_s);
 	if ((rc = pgc_acquire(st, &c)) != TE_OK)
 		return rc;
-	if ((rc = st_tx(st, c, "BEGIN")) != TE_OK)
+	if ((rc = st_exec(st, c, seen, 0, NULL, NULL, NULL)) != TE_OK ||
+	    (rc = st_tx(st, c, "BEGIN")) != TE_OK)
 		goto out;
 	{
 		const char *p[] = { d, gr };

@@ -232,6 +232,28 @@ def test_postgres_restart_takes_nothing_from_live_workers(c):
     assert "liveness lock re-taken" in log
 
 
+def test_worker_dead_across_postgres_restart_is_taken_over_after_grace(c):
+    """Grace after a PostgreSQL restart is bounded: a worker that died while the
+    server was down is declared dead once the grace period (15 s here, counted from
+    the first time a prober saw the restarted server) has passed."""
+    ensure_all_up(c)
+    _, rid = start_run(c, "dies in the dark slow:200x100")
+    w = pod_watch(c, None, rid)
+    wait_until(lambda: w.kinds().count("delta") >= 2, 30, "2 deltas")
+    pod, pid, _ = owner(c, rid)
+    c.stack.pg("stop")
+    sigkill_and_reap(pid)
+    c.stack.pg("start")
+    t0 = time.monotonic()
+    s = wait_until(lambda: (lambda s: s if s["attempt"] == 2 else None)(c.api.run_state(rid)), 60,
+                   "the takeover after the grace period", interval=0.2)
+    took = time.monotonic() - t0
+    assert 12 < took < 15 + 2 + 5, f"taken over {took:.1f}s after the restart"
+    c.api.post(f"/v1/runs/{rid}/cancel")
+    w.wait(30)
+    wait_until(lambda: len(c.stack.worker_pids(pod)) == 2, 30, "the worker to be replaced")
+
+
 def test_zombie_owner_is_fenced(c):
     ensure_all_up(c)
     _, rid = start_run(c, "zombie slow:25x200")
