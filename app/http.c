@@ -239,13 +239,17 @@ http_error_ex(struct req *r, enum api_err e, const char *field, const char *acti
     const char *extra_headers, const char *msg)
 {
 	struct buf b;
-	char safe[1024];
+	char safe[1024], safe_field[256];
 	size_t n = strlen(msg);
 
-	/* Messages may quote client bytes: keep them valid UTF-8 in the JSON. */
+	/* Messages and fields may quote client bytes: keep them valid UTF-8 in the JSON. */
 	if (!utf8_valid(msg, n)) {
 		log_escape(safe, sizeof safe, msg, n);
 		msg = safe;
+	}
+	if (field && !utf8_valid(field, strlen(field))) {
+		log_escape(safe_field, sizeof safe_field, field, strlen(field));
+		field = safe_field;
 	}
 	buf_init(&b, 64 * 1024);
 	if (http_error_render(&b, e, msg, field, active_run_id) != TE_OK) {
@@ -296,6 +300,39 @@ hexval(char c)
 	return -1;
 }
 
+/* Decode the value v[0..vlen) into dst, or only measure it when dst is NULL:
+ * its length, or -2 when malformed or not shorter than cap. */
+static int
+query_decode(const char *v, size_t vlen, char *dst, size_t cap)
+{
+	size_t o = 0;
+
+	if (cap == 0)
+		return -2;
+	for (size_t i = 0; i < vlen; i++) {
+		char c = v[i];
+		if (c == '%') {
+			int h, l;
+			if (i + 2 >= vlen)
+				return -2;
+			if ((h = hexval(v[i + 1])) < 0 || (l = hexval(v[i + 2])) < 0)
+				return -2;
+			c = (char)(h * 16 + l);
+			i += 2;
+		} else if (c == '+') {
+			c = ' ';
+		}
+		if (c == '\0' || o + 1 >= cap)
+			return -2;
+		if (dst)
+			dst[o] = c;
+		o++;
+	}
+	if (dst)
+		dst[o] = '\0';
+	return (int)o;
+}
+
 int
 http_query_get(const char *query, const char *name, char *dst, size_t cap)
 {
@@ -311,27 +348,12 @@ http_query_get(const char *query, const char *name, char *dst, size_t cap)
 		eq = memchr(p, '=', seg);
 		if ((eq ? (size_t)(eq - p) : seg) == nlen && strncmp(p, name, nlen) == 0) {
 			const char *v = eq ? eq + 1 : p + seg;
-			size_t vlen = (size_t)(p + seg - v), o = 0;
+			size_t vlen = (size_t)(p + seg - v);
 
-			for (size_t i = 0; i < vlen; i++) {
-				char c = v[i];
-				if (c == '%') {
-					int h, l;
-					if (i + 2 >= vlen)
-						return -2;
-					if ((h = hexval(v[i + 1])) < 0 || (l = hexval(v[i + 2])) < 0)
-						return -2;
-					c = (char)(h * 16 + l);
-					i += 2;
-				} else if (c == '+') {
-					c = ' ';
-				}
-				if (c == '\0' || o + 1 >= cap)
-					return -2;
-				dst[o++] = c;
-			}
-			dst[o] = '\0';
-			return (int)o;
+			/* dst is written only when the whole value fits. */
+			if (query_decode(v, vlen, NULL, cap) < 0)
+				return -2;
+			return query_decode(v, vlen, dst, cap);
 		}
 		if (!end)
 			break;

@@ -74,7 +74,8 @@ int http_error_render(struct buf *b, enum api_err e, const char *msg, const char
     const char *active_run_id);
 
 /* Query string: copy the percent-decoded value of name into dst.
- * Returns its length, -1 when absent, -2 when malformed or longer than cap-1. */
+ * Returns its length, -1 when absent, -2 when malformed or longer than cap-1;
+ * dst is written only when the length is returned. */
 int http_query_get(const char *query, const char *name, char *dst, size_t cap);
 
 /* Event streams. */
