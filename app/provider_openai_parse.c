@@ -21,6 +21,19 @@ static int
 stream_fail(struct openai_stream *s, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* snprintf may cut the last UTF-8 sequence of s short: drop what is left of it
+ * (the messages end up in JSON that PostgreSQL stores). */
+static void
+utf8_cut_tail(char *s)
+{
+	size_t n = strlen(s), k = n;
+
+	while (k > 0 && n - k < 3 && ((unsigned char)s[k - 1] & 0xc0) == 0x80)
+		k--;
+	if (k > 0 && (unsigned char)s[k - 1] >= 0xc0 && !utf8_valid(s + k - 1, n - k + 1))
+		s[k - 1] = '\0';
+}
+
 static int
 stream_fail(struct openai_stream *s, int rc, const char *fmt, ...)
 {
@@ -31,6 +44,7 @@ stream_fail(struct openai_stream *s, int rc, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(s->err, sizeof s->err, fmt, ap);
 	va_end(ap);
+	utf8_cut_tail(s->err);
 	s->rc = rc;
 	return rc;
 }
@@ -148,6 +162,7 @@ error_object_text(char *dst, size_t cap, struct json_object *e)
 		char k2[sizeof kind * 4];
 		openai_excerpt(k2, sizeof k2, kind, strlen(kind), sizeof kind);
 		snprintf(dst, cap, "%s%s%s", k2, k2[0] ? ": " : "", msg);
+		utf8_cut_tail(dst);
 	}
 }
 
