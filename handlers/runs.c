@@ -159,7 +159,8 @@ h_runs_create(struct req *r)
 	if (jsonv_only_keys(body, keys, NULL, &e) != JV_OK ||
 	    jsonv_string(body, "input", 1, 1, (size_t)cfg->max_input, &input, NULL, &e) != JV_OK ||
 	    jsonv_string(body, "model", 0, 1, MODEL_MAX, &model, NULL, &e) != JV_OK ||
-	    jsonv_object(body, "params", &params, &e) != JV_OK) {
+	    jsonv_object(body, "params", &params, &e) != JV_OK ||
+	    (params && jsonv_no_nul(params, "params", &e) != JV_OK)) {
 		http_error_field(r, e.field, "%s", e.msg);
 		goto out;
 	}
