@@ -320,6 +320,214 @@ bus_publish(struct bus *b, const char *run_id, int attempt, int64_t seq, enum bu
 	}
 }
 
+/* ---- the pipelined publisher ---- */
+
+struct bus_pub {
+	struct bus *b;
+	natsInbox *inbox;
+	natsSubscription *sub;          /* <inbox>.* */
+	uint64_t token;                 /* reply subject suffix of the send in flight */
+	int inflight;
+	/* the event in flight, to send again after connection trouble */
+	char subject[64], reply[160], msg_id[128], abuf[16], sbuf[24], ebuf[24];
+	enum bus_ev type;
+	uint64_t expect;
+	char *data;
+	size_t len, cap;
+	int64_t sent_ms;
+};
+
+int
+bus_pub_open(struct bus *b, struct bus_pub **out)
+{
+	struct bus_pub *p = calloc(1, sizeof *p);
+	char wild[160];
+
+	if (!p)
+		return TE_NOMEM;
+	p->b = b;
+	if (natsInbox_Create(&p->inbox) != NATS_OK) {
+		free(p);
+		return TE_NOMEM;
+	}
+	snprintf(wild, sizeof wild, "%s.*", p->inbox);
+	if (natsConnection_SubscribeSync(&p->sub, b->nc, wild) != NATS_OK) {
+		natsInbox_Destroy(p->inbox);
+		free(p);
+		return TE_BUS;
+	}
+	*out = p;
+	return TE_OK;
+}
+
+void
+bus_pub_close(struct bus_pub *p)
+{
+	if (!p)
+		return;
+	natsSubscription_Destroy(p->sub);
+	natsInbox_Destroy(p->inbox);
+	free(p->data);
+	free(p);
+}
+
+int
+bus_pub_inflight(const struct bus_pub *p)
+{
+	return p->inflight;
+}
+
+static int
+pub_transmit(struct bus_pub *p)
+{
+	natsMsg *m = NULL;
+	char expect[24];
+	natsStatus s;
+
+	p->token++;
+	snprintf(p->reply, sizeof p->reply, "%s.%llu", p->inbox, (unsigned long long)p->token);
+	s = natsMsg_Create(&m, p->subject, p->reply, p->data, (int)p->len);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Tether-Event", bus_ev_name(p->type));
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Tether-Attempt", p->abuf);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Tether-Seq", p->sbuf);
+	if (s == NATS_OK && p->type == EV_DELTA)
+		s = natsMsgHeader_Set(m, "Tether-End", p->ebuf);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Nats-Msg-Id", p->msg_id);
+	if (s == NATS_OK && p->expect > 0) {
+		snprintf(expect, sizeof expect, "%llu", (unsigned long long)p->expect);
+		s = natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence", expect);
+	}
+	if (s == NATS_OK)
+		s = natsConnection_PublishMsg(p->b->nc, m);
+	natsMsg_Destroy(m);
+	p->sent_ms = now_ms();
+	return s == NATS_OK ? TE_OK : s == NATS_NO_MEMORY ? TE_NOMEM : TE_BUS;
+}
+
+int
+bus_pub_send(struct bus_pub *p, const char *run_id, int attempt, int64_t seq, enum bus_ev type,
+    int64_t end, const char *msg_id, const char *data, size_t len, uint64_t expect)
+{
+	if (p->inflight)
+		return TE_INVAL;
+	if (len + 1 > p->cap) {
+		char *d = realloc(p->data, len + 1);
+
+		if (!d)
+			return TE_NOMEM;
+		p->data = d;
+		p->cap = len + 1;
+	}
+	memcpy(p->data, data, len);
+	p->data[len] = '\0';
+	p->len = len;
+	p->type = type;
+	p->expect = expect;
+	snprintf(p->subject, sizeof p->subject, SUBJECT_PREFIX "%s", run_id);
+	if (msg_id)
+		snprintf(p->msg_id, sizeof p->msg_id, "%s", msg_id);
+	else
+		snprintf(p->msg_id, sizeof p->msg_id, "%s:%d:%lld", run_id, attempt, (long long)seq);
+	snprintf(p->abuf, sizeof p->abuf, "%d", attempt);
+	snprintf(p->sbuf, sizeof p->sbuf, "%lld", (long long)seq);
+	snprintf(p->ebuf, sizeof p->ebuf, "%lld", (long long)end);
+	p->inflight = 1;
+	/* A send that fails (disconnected) is sent again by bus_pub_settle. */
+	pub_transmit(p);
+	return TE_OK;
+}
+
+/* A JetStream PubAck: {"stream":..,"seq":N[,"duplicate":true]} or {"error":{..,"err_code":E}}. */
+static int
+pub_ack_parse(const char *d, int n, uint64_t *sseq, int *err_code)
+{
+	char buf[512];
+	const char *e, *q;
+
+	if (!d || n <= 0 || n >= (int)sizeof buf)
+		return -1;
+	memcpy(buf, d, (size_t)n);
+	buf[n] = '\0';
+	*err_code = 0;
+	if ((e = strstr(buf, "\"err_code\":"))) {
+		*err_code = atoi(e + 11);
+		return 0;
+	}
+	if (strstr(buf, "\"error\"")) {
+		*err_code = -1;
+		return 0;
+	}
+	if (!(q = strstr(buf, "\"seq\":")))
+		return -1;
+	*sseq = strtoull(q + 6, NULL, 10);
+	return *sseq > 0 ? 0 : -1;
+}
+
+int
+bus_pub_settle(struct bus_pub *p, int64_t deadline_ms, uint64_t *sseq)
+{
+	int64_t backoff = 50;
+
+	while (p->inflight) {
+		int64_t left = deadline_ms - now_ms(), wait;
+		natsMsg *m = NULL;
+		natsStatus s;
+
+		if (left <= 0)
+			return TE_TIMEOUT;
+		wait = p->sent_ms + p->b->cfg->nats_timeout_ms - now_ms();
+		if (wait > left)
+			wait = left;
+		s = wait > 0 ? natsSubscription_NextMsg(&m, p->sub, (int)wait) : NATS_TIMEOUT;
+		if (s == NATS_OK) {
+			const char *subj = natsMsg_GetSubject(m);
+			const char *dot = subj ? strrchr(subj, '.') : NULL;
+			uint64_t seq = 0;
+			int code = 0;
+
+			if (!dot || strtoull(dot + 1, NULL, 10) != p->token) {
+				natsMsg_Destroy(m);     /* the ack of an earlier, resent try */
+				continue;
+			}
+			if (natsMsg_IsNoResponders(m)) {
+				natsMsg_Destroy(m);
+				tlog(LOG_WARN, "stream %s is missing; creating it", BUS_STREAM);
+				bus_stream_ensure(p->b);
+				goto resend;
+			}
+			if (pub_ack_parse(natsMsg_GetData(m), natsMsg_GetDataLength(m), &seq, &code) < 0) {
+				natsMsg_Destroy(m);
+				goto resend;
+			}
+			natsMsg_Destroy(m);
+			if (code == JSStreamWrongLastSequenceErr) {
+				p->inflight = 0;
+				return TE_FENCED;
+			}
+			if (code != 0) {
+				tlog(LOG_WARN, "JetStream refused a publish (error %d); retrying", code);
+				goto resend;
+			}
+			p->inflight = 0;
+			*sseq = seq;
+			return TE_OK;
+		}
+		if (s != NATS_TIMEOUT)
+			sleep_ms(backoff < left ? backoff : left);
+resend:
+		/* No ack in time, or trouble: send it again. The same Nats-Msg-Id makes
+		 * JetStream store it once and ack the original sequence. */
+		if (backoff < 1000)
+			backoff *= 2;
+		pub_transmit(p);
+	}
+	return TE_OK;
+}
+
 static int
 event_from_msg(natsMsg *m, struct bus_event *ev, uint64_t sseq)
 {

@@ -49,6 +49,21 @@ int bus_stream_ensure(struct bus *b);
 int bus_publish(struct bus *b, const char *run_id, int attempt, int64_t seq, enum bus_ev type,
     int64_t end, const char *msg_id, const char *data, size_t len, uint64_t expect,
     int64_t deadline_ms, uint64_t *sseq);
+/* A publisher with one event in flight: send, go on generating, collect the ack
+ * before the next send (the fencing needs the previous event's stream sequence).
+ * The ack wait overlaps the model's time instead of adding to it. One per generator. */
+struct bus_pub;
+int bus_pub_open(struct bus *b, struct bus_pub **out);
+void bus_pub_close(struct bus_pub *p);
+/* Send one event (as bus_publish); fails with TE_INVAL if one is still in flight. */
+int bus_pub_send(struct bus_pub *p, const char *run_id, int attempt, int64_t seq, enum bus_ev type,
+    int64_t end, const char *msg_id, const char *data, size_t len, uint64_t expect);
+/* Wait for the ack of the event in flight, resending it (same Nats-Msg-Id) after
+ * connection trouble until deadline_ms. TE_OK with *sseq; TE_FENCED; TE_TIMEOUT.
+ * With nothing in flight: TE_OK and *sseq untouched. */
+int bus_pub_settle(struct bus_pub *p, int64_t deadline_ms, uint64_t *sseq);
+int bus_pub_inflight(const struct bus_pub *p);
+
 /* The last event of a run; TE_NOTFOUND when the subject is empty. Release it. */
 int bus_last(struct bus *b, const char *run_id, struct bus_event *ev);
 void bus_event_release(struct bus_event *ev);

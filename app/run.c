@@ -150,29 +150,49 @@ struct gen {
 	int attempt;
 	int64_t deadline_ms;            /* give up on NATS/PostgreSQL trouble after this */
 	uint64_t prev;                  /* stream sequence of our previous publish */
+	struct bus_pub *pub;            /* one event in flight at a time */
 	int64_t seq;
 	struct run_ctx ctx;
 };
 
+/* Collect the ack of the event in flight: its stream sequence is what the next
+ * publish expects (fencing). */
 static int
-gen_publish(struct gen *g, enum bus_ev type, int64_t end, const char *msg_id, const char *data,
-    size_t len)
+gen_settle(struct gen *g)
 {
 	uint64_t sseq = 0;
-	int rc = bus_publish(g->a->bus, g->run, g->attempt, g->seq, type, end, msg_id, data, len,
-	    g->prev, g->deadline_ms, &sseq);
+	int rc;
 
+	if (!bus_pub_inflight(g->pub))
+		return TE_OK;
+	rc = bus_pub_settle(g->pub, g->deadline_ms, &sseq);
 	if (rc == TE_OK) {
 		g->prev = sseq;
-		if (type == EV_DELTA)
-			atomic_fetch_add(&g->a->ctr.chunks_published, 1);
 	} else if (rc == TE_FENCED) {
 		atomic_fetch_add(&g->a->ctr.fenced_publishes, 1);
 		tlog_run(LOG_WARN, g->run, g->attempt,
-		    "publish of %s %lld fenced: the run has a newer owner or was cancelled; stopping",
-		    bus_ev_name(type), (long long)g->seq);
+		    "publish fenced: the run has a newer owner or was cancelled; stopping");
 	}
 	return rc;
+}
+
+/* Send one event with the previous one's sequence as the expectation. Deltas go
+ * out without waiting for their ack (collected before the next send), so the ack
+ * round trip overlaps the model's time; settle_now waits for it at once. */
+static int
+gen_publish(struct gen *g, enum bus_ev type, int64_t end, const char *msg_id, const char *data,
+    size_t len, int settle_now)
+{
+	int rc;
+
+	if ((rc = gen_settle(g)) != TE_OK)
+		return rc;
+	if ((rc = bus_pub_send(g->pub, g->run, g->attempt, g->seq, type, end, msg_id, data, len,
+	    g->prev)) != TE_OK)
+		return rc;
+	if (type == EV_DELTA)
+		atomic_fetch_add(&g->a->ctr.chunks_published, 1);
+	return settle_now ? gen_settle(g) : TE_OK;
 }
 
 /* Seq 0 of a takeover: reset, expecting the subject's last sequence as read. */
@@ -233,7 +253,7 @@ gen_start_event(struct gen *g)
 	    g->ctx.thread_id, g->attempt);
 	g->seq = 0;
 	if (rc == TE_OK)
-		rc = gen_publish(g, EV_START, 0, NULL, b.data, b.len);
+		rc = gen_publish(g, EV_START, 0, NULL, b.data, b.len, 1);
 	buf_free(&b);
 	return rc;
 }
@@ -275,15 +295,23 @@ gen_done(struct gen *g, const char *status, const char *error_json)
 		buf_printf(&b, "{\"status\":\"%s\",\"error\":%s}", status, error_json);
 	else
 		buf_printf(&b, "{\"status\":\"%s\"}", status);
-	gen_publish(g, EV_DONE, 0, NULL, b.data, b.len);
+	gen_publish(g, EV_DONE, 0, NULL, b.data, b.len, 1);
 	buf_free(&b);
 }
+
+static void gen_fenced(struct gen *g);
 
 static void
 gen_fail(struct gen *g, const char *code, const char *msg)
 {
 	struct buf e;
 	char safe[1024];
+
+	/* The last delta must be in the stream (or fenced) before the row says failed. */
+	if (gen_settle(g) == TE_FENCED) {
+		gen_fenced(g);
+		return;
+	}
 
 	/* Messages quote upstream bytes and may have been cut mid-character: the
 	 * error is JSON that PostgreSQL stores, so keep it valid UTF-8. */
@@ -365,6 +393,10 @@ gen_run(struct gen *g)
 	int64_t backoff = 100;
 	int rc, eof = 0;
 
+	if (bus_pub_open(g->a->bus, &g->pub) != TE_OK) {
+		tlog_run(LOG_ERROR, g->run, g->attempt, "could not open a publisher");
+		return;
+	}
 	buf_init(&out, (size_t)g->cfg->max_output);
 	buf_init(&chunk, (size_t)g->cfg->max_output);
 	buf_init(&data, (size_t)g->cfg->max_output * 2 + 64);
@@ -438,7 +470,7 @@ gen_run(struct gen *g)
 			gen_fail(g, "provider_error", "could not encode a chunk");
 			goto out;
 		}
-		rc = gen_publish(g, EV_DELTA, (int64_t)out.len, NULL, data.data, data.len);
+		rc = gen_publish(g, EV_DELTA, (int64_t)out.len, NULL, data.data, data.len, 0);
 		if (rc == TE_FENCED) {
 			gen_fenced(g);
 			goto out;
@@ -451,6 +483,15 @@ gen_run(struct gen *g)
 	{
 		const char *usage = provider_usage(call);
 
+		/* Every delta stored before the row says completed (then done). */
+		if ((rc = gen_settle(g)) == TE_FENCED) {
+			gen_fenced(g);
+			goto out;
+		}
+		if (rc != TE_OK) {
+			gen_fail(g, "unavailable", "could not publish to NATS before the deadline");
+			goto out;
+		}
 		if (gen_finish(g, "completed", out.data ? out.data : "", out.len, NULL, usage) != TE_OK)
 			goto out;
 	}
@@ -459,6 +500,7 @@ gen_run(struct gen *g)
 	    (long long)g->seq - 1, out.len);
 out:
 	job_set_call(g->j, NULL);
+	bus_pub_close(g->pub);
 	provider_free(call);
 	free(msgs);
 	store_run_context_free(&g->ctx);
