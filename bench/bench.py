@@ -6,6 +6,7 @@ and percentiles, never one absolute time. See docs/BENCHMARKS.md.
 import argparse
 import json
 import os
+import threading
 import signal
 import statistics
 import sys
@@ -232,6 +233,176 @@ def bench_relay(args):
     return out
 
 
+# ---------------------------------------------------------------- fanout
+
+class RssSampler(threading.Thread):
+    def __init__(self, pids, interval=0.1):
+        super().__init__(daemon=True)
+        self.pids, self.interval, self.peak, self.stop = pids, interval, 0, threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, rss_kb(self.pids))
+            time.sleep(self.interval)
+
+
+FANOUT_ENV = {"TETHER_THREADS": "600", "TETHER_MAX_WATCHERS": "560"}
+
+
+def bench_fanout(args):
+    st = bench_stack("bench-fanout", env=FANOUT_ENV)
+    rows, out = [], {"machine": machine(), "results": []}
+    try:
+        key = st.new_key("bench")
+        loadgen(st, key, "tether", 2, 10, 50, 5)  # warm-up
+        for W in args.watchers:
+            workers = [p for pod in ("pod-1", "pod-2") for p in st.worker_pids(pod)]
+            idle = rss_kb(workers)
+            sampler = RssSampler(workers)
+            sampler.start()
+            r = loadgen(st, key, "tether", 1, W, args.chunks, args.ms, procs=2 if W >= 500 else 1)
+            sampler.stop.set()
+            sampler.join()
+            per = (sampler.peak - idle) / W
+            res = {"W": W, "p50_us": r["p50_us"], "p99_us": r["p99_us"], "conn_p99_us": r["conn_p99_us"],
+                   "chunks_per_s": r["chunks_per_s"], "lost": r["lost"], "dup": r["dup"],
+                   "workers_rss_idle_kb": idle, "workers_rss_peak_kb": sampler.peak, "kb_per_watcher": per,
+                   "cpu_s_per_1000_chunks": r["cpu_s_per_1000_chunks"], "offered_per_s": W * 1000 / args.ms}
+            out["results"].append(res)
+            rows.append((W, ms_(r["p50_us"]), ms_(r["p99_us"]), ms_(r["conn_p99_us"]),
+                         f"{r['chunks_per_s']:.0f} / {W * 1000 / args.ms:.0f}", f"{r['lost']}/{r['dup']}",
+                         f"{idle / 1024:.1f}", f"{sampler.peak / 1024:.1f}", f"{per:.1f}"))
+            print(f"W={W}: p99 {ms_(r['p99_us'])} ms, {r['chunks_per_s']}/s, {per:.1f} KiB/watcher", flush=True)
+    finally:
+        st.down()
+    save("fanout", out)
+    print()
+    print(table(rows, ("watchers (1 run)", "p50 ms", "p99 ms", "connected p99 ms", "delivered/s / offered",
+                       "lost/dup", "workers RSS idle MiB", "peak MiB", "KiB per watcher")))
+    return out
+
+
+# ---------------------------------------------------------------- start
+
+def bench_start(args):
+    st = bench_stack("bench-start")
+    try:
+        api = Client(st.url, st.new_key("bench"))
+        floor, post, first = [], [], []
+        for i in range(args.samples + 10):
+            t0 = time.monotonic()
+            assert Client(st.url).get("/healthz").status == 200
+            t1 = time.monotonic()
+            tid = api.thread()
+            t2 = time.monotonic()
+            r = api.post(f"/v1/threads/{tid}/runs", {"input": "start slow:2x0"})
+            t3 = time.monotonic()
+            assert r.status == 202, r
+            w = Watcher(Client(st.url, api.key), f"/v1/runs/{r.json['run_id']}/events")
+            w.start()
+            w.wait(30)
+            d = next(e[0] for e in w.events if e[2] == "delta")
+            if i >= 10:  # warm-up
+                floor.append((t1 - t0) * 1000)
+                post.append((t3 - t2) * 1000)
+                first.append((d - t2) * 1000)
+    finally:
+        st.down()
+    out = {"machine": machine(), "samples": args.samples, "healthz_ms": summary(floor),
+           "post_to_202_ms": summary(post), "post_to_first_delta_ms": summary(first)}
+    save("start", out)
+    rows = [(n, f"{out[k]['p50']:.2f}", f"{out[k]['p99']:.2f}", f"{out[k]['p50'] / out['healthz_ms']['p50']:.1f}")
+            for n, k in (("GET /healthz (floor)", "healthz_ms"), ("POST run -> 202", "post_to_202_ms"),
+                         ("POST run -> first delta at a watcher", "post_to_first_delta_ms"))]
+    print(table(rows, (f"start ({args.samples} sequential samples)", "p50 ms", "p99 ms", "p50 / floor")))
+    return out
+
+
+# ---------------------------------------------------------------- runs
+
+def bench_runs(args):
+    st = bench_stack("bench-runs", env={"TETHER_MAX_RUNS": "1000", "TETHER_TENANT_MAX_ACTIVE_RUNS": "100000"})
+    rows, out = [], {"machine": machine(), "chunks": 100, "ms": 50, "results": []}
+    try:
+        key = st.new_key("bench")
+        base = None
+        for R in args.levels:
+            r = loadgen(st, key, "tether", R, 1, 100, 50)
+            p99 = r["conn_p99_us"]
+            base = base or p99
+            res = {"R": R, "conn_p99_us": p99, "p50_us": r["p50_us"], "chunks_per_s": r["chunks_per_s"],
+                   "offered_per_s": R * 20, "lost": r["lost"], "ratio_to_first": p99 / base}
+            out["results"].append(res)
+            rows.append((R, R * 20, f"{r['chunks_per_s']:.0f}", ms_(r["p50_us"]), ms_(p99), f"{p99 / base:.2f}"))
+            print(f"R={R}: connected p99 {ms_(p99)} ms ({p99 / base:.2f}x)", flush=True)
+            if p99 > 2 * base:
+                break
+    finally:
+        st.down()
+    ok = [x["R"] for x in out["results"] if x["ratio_to_first"] <= 2]
+    out["sustained_runs"] = max(ok) if ok else None
+    save("runs", out)
+    print(table(rows, ("concurrent runs (1 watcher, 20 chunks/s each)", "offered/s", "delivered/s", "p50 ms",
+                       "connected p99 ms", "p99 / first level")))
+    return out
+
+
+# ---------------------------------------------------------------- peers
+
+PEER_CONFIGS = {"a": (100, 1, 200, 10), "b": (100, 2, 200, 5), "c1000": (1, 1000, 200, 10)}
+
+
+def bench_peers(args):
+    import subprocess as sp
+    results = {}
+    st = bench_stack("bench-peers", env=FANOUT_ENV)
+    try:
+        key = st.new_key("bench")
+        loadgen(st, key, "tether", 4, 2, 50, 5)
+        for cfg in args.configs:
+            R, W, N, MS = PEER_CONFIGS[cfg]
+            groups = proc_groups(st)
+            sampler = RssSampler([p for v in groups.values() for p in v])
+            sampler.start()
+            r = loadgen(st, key, "tether", R, W, N, MS, procs=2 if W >= 500 else 1)
+            sampler.stop.set()
+            sampler.join()
+            r["rss_peak_mb_all"] = sampler.peak / 1024
+            results[("tether", cfg)] = r
+            print(f"tether {cfg}: p50 {ms_(r['p50_us'])} connected p99 {ms_(r['conn_p99_us'])} "
+                  f"{r['chunks_per_s']}/s", flush=True)
+    finally:
+        st.down()
+    for peer in args.peer_names:
+        for cfg in args.configs:
+            env = dict(os.environ, PROCS="2" if cfg == "c1000" else "1")
+            p = sp.run([PEERS, "run", peer, cfg, "1"], text=True, capture_output=True, env=env, timeout=600)
+            line = [l for l in p.stdout.split("\n") if l.startswith("{")]
+            if p.returncode != 0 or not line:
+                print(f"{peer} {cfg}: failed: {p.stderr[-500:]}")
+                continue
+            r = json.loads(line[-1])
+            r["rss_peak_mb_all"] = sum(v.get("peak_rss_mb", 0) for v in r.get("servers", {}).values())
+            results[(peer, cfg)] = r
+            print(f"{peer} {cfg}: p50 {ms_(r['p50_us'])} connected p99 {ms_(r['conn_p99_us'])} "
+                  f"{r['chunks_per_s']}/s", flush=True)
+    rows = []
+    for cfg in args.configs:
+        R, W, N, MS = PEER_CONFIGS[cfg]
+        for who in ["tether"] + args.peer_names:
+            r = results.get((who, cfg))
+            if not r:
+                continue
+            rows.append((f"{cfg} ({R}x{W}, {MS} ms)", who, ms_(r["p50_us"]), ms_(r["p99_us"]), ms_(r["conn_p99_us"]),
+                         f"{r['chunks_per_s']:.0f} / {R * W * 1000 // MS}", f"{r['lost']}/{r['dup']}",
+                         f"{r['rss_peak_mb_all']:.0f}"))
+    save("peers", {"machine": machine(), "results": {f"{k[0]}/{k[1]}": v for k, v in results.items()}})
+    print()
+    print(table(rows, ("config", "system", "p50 ms", "p99 ms", "connected p99 ms", "delivered/s / offered",
+                       "lost/dup", "peak RSS MB (all processes)")))
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("name", nargs="+")
@@ -240,12 +411,30 @@ def main():
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--chunks", type=int, default=200)
     ap.add_argument("--ms", type=int, default=10)
+    ap.add_argument("--watchers", type=lambda v: [int(x) for x in v.split(",")], default=[10, 100, 500, 1000])
+    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--levels", type=lambda v: [int(x) for x in v.split(",")], default=[25, 50, 100, 200, 400, 800])
+    ap.add_argument("--configs", type=lambda v: v.split(","), default=["a", "b", "c1000"])
+    ap.add_argument("--peer-names", type=lambda v: v.split(","), default=["resumable", "durable"])
     args = ap.parse_args()
     for n in args.name:
         if n == "takeover":
             bench_takeover(args)
         elif n == "relay":
             bench_relay(args)
+        elif n == "fanout":
+            bench_fanout(args)
+        elif n == "start":
+            bench_start(args)
+        elif n == "runs":
+            bench_runs(args)
+        elif n == "peers":
+            bench_peers(args)
+        elif n == "all":
+            t0 = time.monotonic()
+            for f in (bench_start, bench_relay, bench_fanout, bench_runs, bench_takeover, bench_peers):
+                f(args)
+            print(f"bench all: {time.monotonic() - t0:.0f} s")
         else:
             sys.exit(f"bench: unknown benchmark {n}")
 
