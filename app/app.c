@@ -1,5 +1,6 @@
 #include "app.h"
 #include "buf.h"
+#include "run.h"
 
 #include <stdio.h>
 
@@ -24,11 +25,13 @@ app_counters_json(struct app *a)
 	buf_init(&b, 4096);
 	rc = buf_printf(&b, "{\"runs_started\":%lld,\"chunks_published\":%lld,"
 	    "\"fenced_publishes\":%lld,\"provider_errors\":%lld,\"takeovers\":%lld,"
-	    "\"takeover_ms_sum\":%lld,\"watchers\":%d,\"watchers_total\":%lld,\"takeover_le\":[",
+	    "\"takeover_ms_sum\":%lld,\"watchers_total\":%lld,"
+	    "\"gauges\":{\"watchers\":%d,\"generators\":%d},\"takeover_le\":[",
 	    (long long)a->ctr.runs_started, (long long)a->ctr.chunks_published,
 	    (long long)a->ctr.fenced_publishes, (long long)a->ctr.provider_errors,
-	    (long long)a->ctr.takeovers, (long long)a->ctr.takeover_ms_sum, (int)a->ctr.watchers,
-	    (long long)a->ctr.watchers_total);
+	    (long long)a->ctr.takeovers, (long long)a->ctr.takeover_ms_sum,
+	    (long long)a->ctr.watchers_total, (int)a->ctr.watchers,
+	    a->runner ? runner_active(a->runner) : 0);
 	for (int i = 0; i < TAKEOVER_BUCKETS && rc == 0; i++)
 		rc = buf_printf(&b, "%s%lld", i ? "," : "", (long long)a->ctr.takeover_le[i]);
 	if (rc == 0)

@@ -49,7 +49,9 @@ struct app {
 };
 
 void app_takeover_observe(struct app *a, long long ms);
-/* The counters as the JSON object the heartbeat stores; caller frees. */
+/* The counters as the JSON object the heartbeat stores; caller frees. Gauges (open
+ * streams, generators) sit under "gauges": they are not summed into the totals a
+ * dead worker leaves behind. */
 char *app_counters_json(struct app *a);
 
 #endif

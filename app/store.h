@@ -178,7 +178,7 @@ struct metrics {
 	long workers;                   /* live worker rows */
 	long pods;                      /* distinct pods among them */
 	char *counters_json;            /* retired + live worker counters; caller frees */
-	char *watchers_json;            /* {"<pod>": watchers, ...} of live workers; caller frees */
+	char *watchers_json;            /* {"<pod>": {"watchers","generators"}} of live workers; caller frees */
 };
 int store_metrics(struct store *st, struct metrics *m);
 void store_metrics_free(struct metrics *m);

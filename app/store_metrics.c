@@ -22,8 +22,11 @@ store_metrics(struct store *st, struct metrics *m)
 	    " (SELECT count(DISTINCT pod) FROM workers),"
 	    " (SELECT tether_counters_add(r.counters, (SELECT tether_counters_sum(w.counters)"
 	    "    FROM workers w)) FROM counters_retired r WHERE r.id = 1)::text,"
-	    " (SELECT COALESCE(jsonb_object_agg(pod, n), '{}'::jsonb) FROM (SELECT pod,"
-	    "    sum(COALESCE((counters ->> 'watchers')::bigint, 0)) AS n FROM workers GROUP BY pod) p)::text";
+	    " (SELECT COALESCE(jsonb_object_agg(pod, jsonb_build_object('watchers', w, 'generators', g)),"
+	    "    '{}'::jsonb) FROM (SELECT pod,"
+	    "    sum(COALESCE((counters -> 'gauges' ->> 'watchers')::bigint, 0)) AS w,"
+	    "    sum(COALESCE((counters -> 'gauges' ->> 'generators')::bigint, 0)) AS g"
+	    "    FROM workers GROUP BY pod) p)::text";
 	PGresult *res;
 	struct pgc *c;
 	int rc;

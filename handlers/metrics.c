@@ -71,7 +71,13 @@ h_metrics(struct req *r)
 	buf_puts(&b, "# HELP tether_watchers Open event streams, by pod.\n# TYPE tether_watchers gauge\n");
 	if (w) {
 		json_object_object_foreach(w, pod, v)
-			buf_printf(&b, "tether_watchers{pod=\"%s\"} %lld\n", pod, (long long)json_object_get_int64(v));
+			buf_printf(&b, "tether_watchers{pod=\"%s\"} %lld\n", pod, counter(v, "watchers"));
+	}
+	buf_puts(&b, "# HELP tether_generators Runs being generated now, by pod.\n"
+	    "# TYPE tether_generators gauge\n");
+	if (w) {
+		json_object_object_foreach(w, pod, v)
+			buf_printf(&b, "tether_generators{pod=\"%s\"} %lld\n", pod, counter(v, "generators"));
 	}
 	buf_puts(&b, "# HELP tether_takeover_seconds Claim to reset published, per resumed run.\n"
 	    "# TYPE tether_takeover_seconds histogram\n");

@@ -208,8 +208,15 @@ def test_tenant_active_runs_limit(c):
     assert api.wait_terminal(rid)["status"] == "completed"
 
 
+def generators(c):
+    r = Client(c.stack.url).get("/metrics")
+    return sum(float(l.rsplit(" ", 1)[1]) for l in r.body.decode().split("\n") if l.startswith("tether_generators{"))
+
+
 def test_runs_per_worker_limit(c):
     # 2 pods x 1 worker x max_runs 3 = 6 slots; tenants of 2 active runs each.
+    # Runs cancelled by earlier tests free their slots when their generators stop.
+    wait_until(lambda: generators(c) == 0, 30, "no generator running (tether_generators)")
     apis = [Client(c.stack.url, c.stack.new_key(f"cap{i}")) for i in range(4)]
     started, refused = [], []
     for api in apis:

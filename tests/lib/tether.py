@@ -63,8 +63,28 @@ class Stack:
         self.admin = self.env["TETHER_ADMIN_TOKEN"]
         return self
 
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+    def sanitizer_reports(self):
+        """Sanitizer reports in the pods' logs (a build with --enable-asan writes them there)."""
+        found = []
+        logs = os.path.join(self.dir, "logs")
+        if os.path.isdir(logs):
+            for name in sorted(os.listdir(logs)):
+                if name.startswith("pod-"):
+                    with open(os.path.join(logs, name), errors="replace") as f:
+                        for line in f:
+                            if any(m in line for m in self.SANITIZER_MARKS):
+                                found.append(f"{name}: {line.rstrip()}")
+        return found
+
     def down(self, purge=True):
-        self._run("down", *(["--purge"] if purge else []), check=False)
+        """Stop the stack; fails (after stopping it) when a pod logged a sanitizer report."""
+        reports = self.sanitizer_reports()
+        self._run("down", *(["--purge"] if purge and not reports else []), check=False)
+        if reports:
+            raise AssertionError("sanitizer reports in the pod logs (kept in %s):\n%s"
+                                 % (self.dir, "\n".join(reports[:20])))
 
     def kill(self, pod, sig="KILL"):
         self._run("kill", pod, sig, timeout=120)
@@ -384,6 +404,10 @@ def run_tests(module_globals, setup=None, teardown=None, per_test_timeout=240):
                 print(f"FAIL {n} ({time.monotonic() - t0:.1f}s)\n{traceback.format_exc()}", flush=True)
     finally:
         if teardown:
-            teardown(ctx)
+            try:
+                teardown(ctx)
+            except Exception:
+                failed.append("teardown")
+                print(f"FAIL teardown\n{traceback.format_exc()}", flush=True)
     print(f"{len(names) - len(failed)}/{len(names)} passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
     sys.exit(1 if failed else 0)
