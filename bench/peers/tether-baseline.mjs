@@ -2,18 +2,12 @@
 // streamed straight to the client by a FastCGI handler (GET /v1/bench/stream,
 // TETHER_BENCH_ROUTES=1), through the same nginx, without JetStream or PostgreSQL.
 // The generator starts when the watcher connects: use it with W=1.
-const shift = (text) => text.replace(/chunk-(\d+)@/g, (_, i) => `chunk-${Number(i) - 1}@`);
+import { init, shift } from './tether.mjs';
 
 export default {
   name: 'tether-baseline',
   supportsDelay: false,
-  init(opts) {
-    const key = opts.key || process.env.OURS_KEY || '';
-    return {
-      base: (opts.base || process.env.OURS_URL || 'http://127.0.0.1:8080').replace(/\/$/, ''),
-      auth: key ? { authorization: `Bearer ${key}` } : {},
-    };
-  },
+  init,
   async startRun(ctx, { n, ms }) {
     return { id: `${n}x${ms}`, n, ms };
   },

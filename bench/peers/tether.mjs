@@ -5,18 +5,20 @@
 // so `chunk-<i>@` becomes `chunk-<i-1>@` here, and nothing else changes.
 import { requestJSON } from '../lib/http.mjs';
 
-const shift = (text) => text.replace(/chunk-(\d+)@/g, (_, i) => `chunk-${Number(i) - 1}@`);
+export const shift = (text) => text.replace(/chunk-(\d+)@/g, (_, i) => `chunk-${Number(i) - 1}@`);
+
+export function init(opts) {
+  const key = opts.key || process.env.OURS_KEY || '';
+  return {
+    base: (opts.base || process.env.OURS_URL || 'http://127.0.0.1:8080').replace(/\/$/, ''),
+    auth: key ? { authorization: `Bearer ${key}` } : {},
+  };
+}
 
 export default {
   name: 'tether',
   supportsDelay: false,
-  init(opts) {
-    const key = opts.key || process.env.OURS_KEY || '';
-    return {
-      base: (opts.base || process.env.OURS_URL || 'http://127.0.0.1:8080').replace(/\/$/, ''),
-      auth: key ? { authorization: `Bearer ${key}` } : {},
-    };
-  },
+  init,
   async startRun(ctx, { n, ms }) {
     const th = await requestJSON('POST', `${ctx.base}/v1/threads`, { body: {}, headers: ctx.auth });
     const run = await requestJSON('POST', `${ctx.base}/v1/threads/${th.id}/runs`, {

@@ -13,31 +13,18 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from tether import (Client, Stack, Watcher, assert_one_attempt_text, chunks, run_tests,  # noqa: E402
-                    wait_until, watch)
+from tether import (Client, Watcher, assert_one_attempt_text, chunks, run_tests,  # noqa: E402
+                    stack_ctx, stack_teardown, wait_until, watch)
 
 PODS = ("pod-1", "pod-2", "pod-3")
 
 
-class Ctx:
-    pass
-
-
 def setup():
-    c = Ctx()
-    c.stack = Stack("test-cluster", pods=3, workers=2,
-                    env={"TETHER_DRAIN_S": "2", "TETHER_MAX_ATTEMPTS": "3", "TETHER_PG_GRACE_S": "15"})
-    c.stack.down()
-    c.stack.up()
-    c.key = c.stack.new_key("cluster")
-    c.api = Client(c.stack.url, c.key)
-    c.admin = Client(c.stack.url, c.stack.admin)
-    return c
+    return stack_ctx("test-cluster", "cluster", pods=3, workers=2,
+                     env={"TETHER_DRAIN_S": "2", "TETHER_MAX_ATTEMPTS": "3", "TETHER_PG_GRACE_S": "15"})
 
 
-def teardown(c):
-    if not os.environ.get("TETHER_KEEP_STACK"):
-        c.stack.down()
+teardown = stack_teardown
 
 
 def pod_watch(c, pod, run_id, **kw):

@@ -12,35 +12,20 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from tether import (ROOT, Client, Stack, Watcher, assert_one_attempt_text, chunks,  # noqa: E402
-                    run_tests, wait_until, watch)
+from tether import (ROOT, Client, Watcher, assert_one_attempt_text, run_tests,  # noqa: E402
+                    stack_ctx, stack_teardown, wait_until, watch)
 
 BIN = os.environ.get("TETHER_BIN_DIR", os.path.join(ROOT, "build"))
 
 
-class Ctx:
-    pass
-
-
 def setup():
-    c = Ctx()
-    c.stack = Stack("test-integration", pods=2, workers=2,
-                    env={"TETHER_HEARTBEAT_S": "1", "TETHER_DRAIN_S": "3"})
-    c.stack.down()
-    c.stack.up()
-    c.admin = Client(c.stack.url, c.stack.admin)
-    c.key = c.stack.new_key("alpha")
+    c = stack_ctx("test-integration", "alpha", env={"TETHER_HEARTBEAT_S": "1", "TETHER_DRAIN_S": "3"})
     c.key_b = c.stack.new_key("bravo")
-    c.api = Client(c.stack.url, c.key)
     c.api_b = Client(c.stack.url, c.key_b)
-    c.pod = {p: Client(c.stack.url + "", c.key) for p in ("pod-1", "pod-2")}
     return c
 
 
-def teardown(c):
-    if os.environ.get("TETHER_KEEP_STACK"):
-        return
-    c.stack.down()
+teardown = stack_teardown
 
 
 def pod_client(c, pod, key=None):

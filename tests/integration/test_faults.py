@@ -11,19 +11,17 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from tether import (Client, Stack, Watcher, assert_one_attempt_text, run_tests,  # noqa: E402
-                    wait_until, watch)
+from tether import (Client, Watcher, assert_one_attempt_text, run_tests,  # noqa: E402
+                    stack_ctx, stack_teardown, wait_until, watch)
 
 SENTINEL_KEY = "sk-SENTINEL-provider-key-0d1e2a"
 
 
-class Ctx:
-    pass
-
-
-NS = "tether-test-ns"
+# One namespace per checkout, so two test runs on one machine do not collide.
+NS = "tether-ns-%05d" % (zlib.crc32(os.path.abspath(__file__).encode()) % 100000)
 
 
 def sh(cmd):
@@ -48,8 +46,7 @@ def netns_up():
 
 def setup():
     netns_up()
-    c = Ctx()
-    c.stack = Stack("test-faults", pods=2, workers=2, env={
+    return stack_ctx("test-faults", "faults", env={
         "TETHER_STATEMENT_TIMEOUT_MS": "2000",
         "TETHER_LOG_LEVEL": "debug",
         "TETHER_MAX_RUNS": "4",
@@ -58,18 +55,13 @@ def setup():
         "TETHER_PROVIDER_RETRIES": "1",
         "TETHER_PROVIDER_CONNECT_MS": "300",
     })
-    c.stack.down()
-    c.stack.up()
-    c.key = c.stack.new_key("faults")
-    c.api = Client(c.stack.url, c.key)
-    c.admin = Client(c.stack.url, c.stack.admin)
-    return c
 
 
 def teardown(c):
-    if not os.environ.get("TETHER_KEEP_STACK"):
-        c.stack.down()
-    netns_down()
+    try:
+        stack_teardown(c)
+    finally:
+        netns_down()
 
 
 def assert_error(r, status, code):

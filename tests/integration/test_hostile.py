@@ -12,36 +12,24 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from tether import Client, Stack, Watcher, run_tests, wait_until, watch  # noqa: E402
+from tether import Client, Watcher, run_tests, stack_ctx, stack_teardown, wait_until, watch  # noqa: E402
 
 JSON = {"Content-Type": "application/json"}
 PODS = ("pod-1", "pod-2")
 
 
-class Ctx:
-    pass
-
-
 def setup():
-    c = Ctx()
-    c.stack = Stack("test-hostile", pods=2, workers=1, env={
+    c = stack_ctx("test-hostile", "hostile", pods=2, workers=1, env={
         "TETHER_THREADS": "16", "TETHER_MAX_WATCHERS": "4", "TETHER_MAX_RUNS": "3",
         "TETHER_TENANT_MAX_ACTIVE_RUNS": "2", "TETHER_HUB_MAX_BYTES": "1024"})
-    c.stack.down()
-    c.stack.up()
-    c.key = c.stack.new_key("hostile")
-    c.api = Client(c.stack.url, c.key)
     c.tid = c.api.thread()
-    rid = c.api.run(c.tid, "for the table slow:2x10")
-    c.run = rid
-    c.api.wait_terminal(rid)
+    c.run = c.api.run(c.tid, "for the table slow:2x10")
+    c.api.wait_terminal(c.run)
     c.pids = {p: c.stack.worker_pids(p) for p in PODS}
     return c
 
 
-def teardown(c):
-    if not os.environ.get("TETHER_KEEP_STACK"):
-        c.stack.down()
+teardown = stack_teardown
 
 
 def raw(c, data, timeout=10):
@@ -208,29 +196,38 @@ def test_tenant_active_runs_limit(c):
     assert api.wait_terminal(rid)["status"] == "completed"
 
 
-def generators(c):
-    r = Client(c.stack.url).get("/metrics")
-    return sum(float(l.rsplit(" ", 1)[1]) for l in r.body.decode().split("\n") if l.startswith("tether_generators{"))
+def generators_idle(c):
+    """Every worker reported, in a heartbeat newer than this call, that it runs no
+    generator (runs that ended release their slots when their threads finish)."""
+    since = c.stack.psql("SELECT clock_timestamp()")
+    return wait_until(lambda: c.stack.psql(
+        "SELECT count(*) FILTER (WHERE heartbeat_at <= '%s') || '/' ||"
+        " COALESCE(sum((counters -> 'gauges' ->> 'generators')::int), 0) FROM workers" % since) == "0/0",
+        30, "fresh heartbeats with no generator running")
 
 
 def test_runs_per_worker_limit(c):
-    # 2 pods x 1 worker x max_runs 3 = 6 slots; tenants of 2 active runs each.
-    # Runs cancelled by earlier tests free their slots when their generators stop.
-    wait_until(lambda: generators(c) == 0, 30, "no generator running (tether_generators)")
-    apis = [Client(c.stack.url, c.stack.new_key(f"cap{i}")) for i in range(4)]
+    # 1 worker per pod x max_runs 3: the 4th run on a pod is refused. Tenants of two
+    # active runs each (TETHER_TENANT_MAX_ACTIVE_RUNS=2), so that limit stays out of it.
+    generators_idle(c)
     started, refused = [], []
-    for api in apis:
-        for _ in range(2):
-            r = api.post(f"/v1/threads/{api.thread()}/runs", {"input": "hold slow:1x60000"})
-            if r.status == 202:
-                started.append((api, r.json["run_id"]))
-            else:
-                refused.append(r)
-    assert len(started) == 6, (len(started), refused)
-    assert all(r.status == 503 and r.json["error"]["code"] == "at_capacity" and
-               r.headers.get("retry-after") == "1" for r in refused), refused
-    for api, rid in started:
-        api.post(f"/v1/runs/{rid}/cancel")
+    try:
+        for pod in PODS:
+            apis = [Client(c.stack.url, c.stack.new_key(f"cap{pod[-1]}{i}")) for i in range(2)]
+            for api in apis:
+                for _ in range(2):
+                    r = api.post(f"/pod/{pod}/v1/threads/{api.thread()}/runs", {"input": "hold slow:1x60000"})
+                    if r.status == 202:
+                        started.append((api, r.json["run_id"]))
+                    else:
+                        refused.append(r)
+        assert len(started) == 6, (len(started), refused)
+        assert len(refused) == 2 and all(
+            r.status == 503 and r.json["error"]["code"] == "at_capacity" and r.headers.get("retry-after") == "1"
+            for r in refused), refused
+    finally:
+        for api, rid in started:
+            api.post(f"/v1/runs/{rid}/cancel")
 
 
 def test_watchers_per_worker_limit(c):

@@ -128,6 +128,29 @@ class Stack:
         return r.json["key"]
 
 
+class Ctx:
+    """What a suite's tests share: its stack, an API client with a fresh tenant's key,
+    and an admin client."""
+
+
+def stack_ctx(name, tenant, pods=2, workers=2, env=None):
+    """Bring up a clean stack for a suite (tests/lib's usual setup)."""
+    c = Ctx()
+    c.stack = Stack(name, pods=pods, workers=workers, env=env)
+    c.stack.down()
+    c.stack.up()
+    c.key = c.stack.new_key(tenant)
+    c.api = Client(c.stack.url, c.key)
+    c.admin = Client(c.stack.url, c.stack.admin)
+    return c
+
+
+def stack_teardown(c):
+    """Stop the suite's stack unless TETHER_KEEP_STACK is set (to look at its logs)."""
+    if not os.environ.get("TETHER_KEEP_STACK"):
+        c.stack.down()
+
+
 class Resp:
     def __init__(self, status, headers, body):
         self.status = status
