@@ -29,6 +29,7 @@ struct bus_event {
 	size_t len;
 	uint64_t pending;       /* messages the consumer still has to deliver */
 	void *msg;
+	struct bus *bus;        /* releases msg (batched), when set */
 };
 
 /* A callback for control messages addressed to this worker (cancel notices). */
