@@ -15,6 +15,7 @@ static const char *const te_text[TE__MAX] = {
 	[TE_TOOLARGE] = "too large",
 	[TE_IO] = "i/o error",
 	[TE_CLOSED] = "peer closed the connection",
+	[TE_AGAIN] = "try again",
 };
 
 const char *

@@ -17,6 +17,7 @@ enum tether_err {
 	TE_TOOLARGE,
 	TE_IO,
 	TE_CLOSED,      /* the peer went away */
+	TE_AGAIN,       /* not now: do something else first, then retry */
 	TE__MAX
 };
 

@@ -8,6 +8,10 @@
 #include <fcgiapp.h>
 #include <json-c/json.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#define SSE_SEND_TIMEOUT_S 5
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -374,6 +378,14 @@ http_sse_start(struct req *r)
 		return TE_INVAL;
 	r->status = 200;
 	r->streaming = 1;
+	/* A stream's events may be written by a thread that serves many streams: a
+	 * client that stops reading must not stall it. After this long the write
+	 * fails, the stream ends and the client resumes with Last-Event-ID. */
+	{
+		struct timeval tv = { .tv_sec = SSE_SEND_TIMEOUT_S, .tv_usec = 0 };
+
+		setsockopt(r->fcgi->ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	}
 	write_all(r, sse_head, sizeof sse_head - 1);
 	return FCGX_FFlush(r->fcgi->out) < 0 ? TE_CLOSED : TE_OK;
 }

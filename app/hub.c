@@ -1,9 +1,8 @@
-/* hub.c - see hub.h. No thread of its own: the watcher that finds nothing new takes
- * the reader's role, reads the run's consumer itself, appends and wakes the others.
- * With one watcher that is the direct path (one wakeup per event); with many, one
- * reads and the rest wake on the broadcast.
- * Locking: hub.mu guards the list of runs and their refs; hub_run.mu guards the
- * events, the reader role and the state. The last reference closes and frees. */
+/* hub.c - see hub.h. Locking: hub.mu guards the list of runs and their refs;
+ * hub_run.mu guards the events and the state; hub_run.dmu guards the subscribers
+ * and is held while the consumer thread delivers (lock order: dmu, then mu). A run's
+ * consumer thread owns the run once the last reference is gone: it stops and frees
+ * everything. */
 #include "hub.h"
 #include "err.h"
 #include "log.h"
@@ -14,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#define POLL_MS 200
+#define STACK_SIZE (256 * 1024)
 
 
 struct hub_run {
@@ -26,9 +28,10 @@ struct hub_run {
 	struct hub_event **ev;          /* ev[i - base] for base <= i < count */
 	size_t base, count, cap;
 	size_t bytes;
-	struct bus_sub *sub;            /* the run's one consumer */
-	int reading;                    /* a watcher is in bus_sub_next on sub */
 	int failed;
+	int stop;
+	pthread_mutex_t dmu;            /* guards subs; held while delivering */
+	struct hub_sub *subs;
 };
 
 struct hub {
@@ -119,21 +122,92 @@ run_append_locked(struct hub_run *r, struct hub_event *e)
 static void
 run_free(struct hub_run *r)
 {
-	bus_sub_close(r->sub);
 	for (size_t i = r->base; i < r->count; i++)
 		hub_event_put(r->ev[i - r->base]);
 	free(r->ev);
 	pthread_mutex_destroy(&r->mu);
+	pthread_mutex_destroy(&r->dmu);
 	pthread_cond_destroy(&r->cv);
 	free(r);
+}
+
+static int
+run_stopped(struct hub_run *r)
+{
+	int s;
+
+	pthread_mutex_lock(&r->mu);
+	s = r->stop;
+	pthread_mutex_unlock(&r->mu);
+	return s;
+}
+
+/* Hand the event to every subscriber waiting for it. */
+static void
+deliver(struct hub_run *r, struct hub_event *e, size_t idx)
+{
+	pthread_mutex_lock(&r->dmu);
+	for (struct hub_sub *s = r->subs; s; s = s->next)
+		if (s->idx == idx) {
+			s->idx++;
+			s->fn(s->arg, e);
+		}
+	pthread_mutex_unlock(&r->dmu);
+}
+
+static void *
+consumer(void *arg)
+{
+	struct hub_run *r = arg;
+	struct bus_sub *sub = NULL;
+	int rc = bus_sub_open(r->hub->bus, r->run_id, &sub);
+
+	while (rc == TE_OK && !run_stopped(r)) {
+		struct bus_event ev;
+		struct hub_event *e;
+		size_t idx;
+
+		rc = bus_sub_next(sub, POLL_MS, &ev);
+		if (rc == TE_TIMEOUT) {
+			rc = TE_OK;
+			continue;
+		}
+		if (rc != TE_OK)
+			break;
+		e = event_copy(&ev);
+		bus_event_release(&ev);
+		if (!e) {
+			rc = TE_NOMEM;
+			break;
+		}
+		atomic_fetch_add(&e->refs, 1);  /* held while delivering */
+		pthread_mutex_lock(&r->mu);
+		idx = r->count;
+		run_append_locked(r, e);
+		pthread_cond_broadcast(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+		deliver(r, e, idx);
+		hub_event_put(e);
+	}
+	bus_sub_close(sub);
+	pthread_mutex_lock(&r->mu);
+	if (!r->stop) {
+		tlog_run(LOG_WARN, r->run_id, 0, "event consumer stopped: %s", te_strerror(rc));
+		r->failed = 1;
+		pthread_cond_broadcast(&r->cv);
+	}
+	/* Wait for the last watcher to leave; then this thread owns the run. */
+	while (!r->stop)
+		pthread_cond_wait(&r->cv, &r->mu);
+	pthread_mutex_unlock(&r->mu);
+	run_free(r);
+	return NULL;
 }
 
 int
 hub_attach(struct hub *h, const char *run_id, struct hub_run **out)
 {
 	struct hub_run *r;
-	int rc;
-
 	pthread_mutex_lock(&h->mu);
 	for (r = h->runs; r; r = r->next) {
 		if (!strcmp(r->run_id, run_id)) {
@@ -158,11 +232,23 @@ hub_attach(struct hub *h, const char *run_id, struct hub_run **out)
 	memcpy(r->run_id, run_id, UUID_LEN + 1);
 	r->refs = 1;
 	pthread_mutex_init(&r->mu, NULL);
+	pthread_mutex_init(&r->dmu, NULL);
 	pthread_cond_init(&r->cv, NULL);
-	if ((rc = bus_sub_open(h->bus, run_id, &r->sub)) != TE_OK) {
-		pthread_mutex_unlock(&h->mu);
-		run_free(r);
-		return rc;
+	{
+		pthread_attr_t attr;
+		pthread_t th;
+		int err;
+
+		pthread_attr_init(&attr);
+		pthread_attr_setstacksize(&attr, STACK_SIZE);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		err = pthread_create(&th, &attr, consumer, r);
+		pthread_attr_destroy(&attr);
+		if (err) {
+			pthread_mutex_unlock(&h->mu);
+			run_free(r);
+			return TE_NOMEM;
+		}
 	}
 	r->next = h->runs;
 	h->runs = r;
@@ -190,9 +276,12 @@ hub_detach(struct hub *h, struct hub_run *r)
 			}
 	}
 	pthread_mutex_unlock(&h->mu);
-	/* Nobody else holds it, so nobody is reading its consumer. */
-	if (last)
-		run_free(r);
+	if (last) {
+		pthread_mutex_lock(&r->mu);
+		r->stop = 1;
+		pthread_cond_broadcast(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+	}
 }
 
 static void
@@ -210,72 +299,75 @@ deadline_in(struct timespec *dl, int timeout_ms)
 int
 hub_get(struct hub_run *r, size_t idx, int timeout_ms, struct hub_event **ev)
 {
-	int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
 	int rc = TE_TIMEOUT;
 
 	pthread_mutex_lock(&r->mu);
-	for (;;) {
-		int64_t left;
+	if (idx >= r->count && !r->failed && timeout_ms > 0) {
+		struct timespec dl;
 
-		if (idx < r->base) {
-			rc = TE_NOTFOUND;
-			break;
-		}
-		if (idx < r->count) {
-			*ev = r->ev[idx - r->base];
-			atomic_fetch_add(&(*ev)->refs, 1);
-			rc = TE_OK;
-			break;
-		}
-		if (r->failed) {
-			rc = TE_BUS;
-			break;
-		}
-		left = deadline - now_ms();
-		if (left <= 0 && timeout_ms > 0)
-			break;
-		if (!r->reading) {
-			/* Take the reader's role: read the consumer without the lock. */
-			struct bus_event bev;
-			struct hub_event *e = NULL;
-			int brc;
-
-			r->reading = 1;
-			pthread_mutex_unlock(&r->mu);
-			brc = bus_sub_next(r->sub, timeout_ms > 0 && left > 0 ? (int)left : 0, &bev);
-			if (brc == TE_OK) {
-				e = event_copy(&bev);
-				bus_event_release(&bev);
-				if (!e)
-					brc = TE_NOMEM;
-			}
-			pthread_mutex_lock(&r->mu);
-			r->reading = 0;
-			if (e)
-				run_append_locked(r, e);
-			else if (brc != TE_TIMEOUT) {
-				tlog_run(LOG_WARN, r->run_id, 0, "event consumer failed: %s", te_strerror(brc));
-				r->failed = 1;
-			}
-			/* Wake the others: for the new event, or for one of them to read next. */
-			pthread_cond_broadcast(&r->cv);
-			if (brc == TE_TIMEOUT && idx >= r->count)
+		deadline_in(&dl, timeout_ms);
+		while (idx >= r->count && !r->failed)
+			if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0)
 				break;
-			continue;
-		}
-		if (timeout_ms <= 0)
-			break;
-		{
-			struct timespec dl;
-
-			deadline_in(&dl, (int)left);
-			if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0 && idx >= r->count &&
-			    !r->reading)
-				break;
-		}
+	}
+	if (idx < r->base) {
+		rc = TE_NOTFOUND;
+	} else if (idx < r->count) {
+		*ev = r->ev[idx - r->base];
+		atomic_fetch_add(&(*ev)->refs, 1);
+		rc = TE_OK;
+	} else if (r->failed) {
+		rc = TE_BUS;
 	}
 	pthread_mutex_unlock(&r->mu);
 	return rc;
+}
+
+int
+hub_subscribe(struct hub_run *r, size_t idx, struct hub_sub *s, hub_deliver_fn fn, void *arg)
+{
+	int rc;
+
+	pthread_mutex_lock(&r->dmu);
+	pthread_mutex_lock(&r->mu);
+	if (r->failed) {
+		rc = TE_BUS;
+	} else if (idx != r->count) {
+		rc = TE_AGAIN;
+	} else {
+		s->fn = fn;
+		s->arg = arg;
+		s->idx = idx;
+		s->next = r->subs;
+		r->subs = s;
+		rc = TE_OK;
+	}
+	pthread_mutex_unlock(&r->mu);
+	pthread_mutex_unlock(&r->dmu);
+	return rc;
+}
+
+void
+hub_unsubscribe(struct hub_run *r, struct hub_sub *s)
+{
+	pthread_mutex_lock(&r->dmu);
+	for (struct hub_sub **p = &r->subs; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+	pthread_mutex_unlock(&r->dmu);
+}
+
+int
+hub_failed(struct hub_run *r)
+{
+	int f;
+
+	pthread_mutex_lock(&r->mu);
+	f = r->failed;
+	pthread_mutex_unlock(&r->mu);
+	return f;
 }
 
 int

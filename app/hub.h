@@ -1,7 +1,9 @@
 /* hub.h - per-worker fan-out of run events. The first watcher of a run in this
- * worker starts ONE ordered JetStream consumer for it; every local watcher of that
- * run reads the same in-memory copy through its own cursor. N watchers of a run cost
- * one consumer and one copy of each event, not N. */
+ * worker starts ONE ordered JetStream consumer for it, read by one consumer thread;
+ * every local watcher of that run shares the in-memory copy of its events.
+ * A watcher first catches up by reading the copy itself (hub_get), then subscribes:
+ * from then on the consumer thread hands it each new event (one wakeup per event
+ * per worker, whatever the number of watchers, instead of one per watcher). */
 #ifndef TETHER_HUB_H
 #define TETHER_HUB_H
 
@@ -21,6 +23,17 @@ struct hub_event {
 	char text[];
 };
 
+/* Called by the consumer thread for each new event, in order; must not block long
+ * (a watcher's write has a send timeout). */
+typedef void (*hub_deliver_fn)(void *arg, const struct hub_event *e);
+
+struct hub_sub {
+	struct hub_sub *next;
+	hub_deliver_fn fn;
+	void *arg;
+	size_t idx;                     /* the next event number it gets */
+};
+
 /* cap_bytes bounds the events one run keeps in memory; older ones are dropped
  * and a watcher that needs them reads JetStream itself (hub_get -> TE_NOTFOUND). */
 int hub_new(struct hub **out, struct bus *bus, size_t cap_bytes);
@@ -35,6 +48,15 @@ void hub_detach(struct hub *h, struct hub_run *r);
  * was dropped to keep the hub within its bound. */
 int hub_get(struct hub_run *r, size_t idx, int timeout_ms, struct hub_event **ev);
 void hub_event_put(struct hub_event *e);
+
+/* Become a subscriber at event number idx: TE_OK when idx is the next event (from
+ * now on fn gets every event), TE_AGAIN when events up to the end must be read with
+ * hub_get first, TE_BUS when the consumer failed. */
+int hub_subscribe(struct hub_run *r, size_t idx, struct hub_sub *s, hub_deliver_fn fn, void *arg);
+/* After it returns, fn is not running and will not run again for s. */
+void hub_unsubscribe(struct hub_run *r, struct hub_sub *s);
+/* Has the consumer failed (subscribers get nothing more)? */
+int hub_failed(struct hub_run *r);
 /* Runs with a live consumer in this worker (tests, metrics). */
 int hub_runs(struct hub *h);
 

@@ -1,11 +1,13 @@
 /* GET /v1/runs/{id}/events, GET /v1/threads/{id}/events, and the stream of
  * POST /v1/threads/{id}/runs with Accept: text/event-stream.
  *
- * One watcher = one request thread reading the run's events through this worker's
- * hub (one JetStream consumer per run per worker, shared by its local watchers; a
- * watcher that falls behind the hub's window reads JetStream itself). What to send
- * for each stored event is decided by watch.c (the exactly-once rules); events that
- * are ready together go out in one write. When the
+ * One watcher = one request thread. It reads the run's events through this worker's
+ * hub (one JetStream consumer per run per worker, shared by its local watchers):
+ * first it catches up from the hub's copy itself, then it subscribes and the hub's
+ * consumer thread writes each new event to it (deliver(), under the watcher's write
+ * lock), so a new event costs one wakeup per worker, not one per watcher. A watcher
+ * that falls behind the hub's window reads JetStream itself. What to send for each
+ * stored event is decided by watch.c (the exactly-once rules). When the
  * run is silent for stall_ms while running, the owner is probed (recovery.c) with
  * backoff; when the row is terminal but the stream has no done, the end is
  * completed from PostgreSQL. */
@@ -21,6 +23,7 @@
 #include "store.h"
 #include "watch.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +43,12 @@ struct watcher {
 	struct hub_run *hr;             /* the hub's cursor: event number idx */
 	size_t idx;
 	struct bus_sub *sub;            /* or a private consumer, after falling behind */
+	struct hub_sub hs;              /* subscribed: the hub's thread delivers */
+	int pushed;                     /* hs is registered */
+	pthread_mutex_t wmu;            /* guards w, out, the response stream and below */
+	pthread_cond_t wcv;
+	int dead;                       /* a delivery could not be written */
+	unsigned long delivered;        /* events handed over by the hub */
 	struct buf out;                 /* formatted events not yet written */
 	int64_t last_write_ms;
 	int64_t last_event_ms;
@@ -180,6 +189,39 @@ synthesise(struct watcher *x, const struct run_state *rs)
 	return rc == TE_OK ? flush(x) : rc;
 }
 
+static int
+watch_cur(struct watcher *x)
+{
+	int cur;
+
+	pthread_mutex_lock(&x->wmu);
+	cur = x->w.cur;
+	pthread_mutex_unlock(&x->wmu);
+	return cur;
+}
+
+/* The hub's consumer thread, for each new event of a subscribed watcher. */
+static void
+deliver(void *arg, const struct hub_event *he)
+{
+	struct watcher *x = arg;
+	int rc;
+
+	pthread_mutex_lock(&x->wmu);
+	if (!x->dead && !x->w.done) {
+		rc = relay(x, &he->ev);
+		if (rc == TE_OK)
+			rc = flush(x);
+		if (rc != TE_OK)
+			x->dead = 1;
+		x->delivered++;
+		x->last_event_ms = now_ms();
+		if (x->dead || x->w.done)
+			pthread_cond_signal(&x->wcv);
+	}
+	pthread_mutex_unlock(&x->wmu);
+}
+
 /* Quiet for a while: look at the row; complete it, wait, or probe the owner.
  * Returns 1 when the stream is finished. */
 static int
@@ -199,20 +241,30 @@ check(struct watcher *x, int *failed)
 	if (rs.terminal) {
 		struct bus_event last;
 		int lrc = bus_last(a->bus, x->run, &last);
+		uint64_t seen;
 
-		if (lrc == TE_OK && last.sseq > x->w.last_sseq) {
+		pthread_mutex_lock(&x->wmu);
+		seen = x->w.last_sseq;
+		pthread_mutex_unlock(&x->wmu);
+		if (lrc == TE_OK && last.sseq > seen) {
 			/* The stream has more for us (done in flight): keep reading. */
 			bus_event_release(&last);
 			x->next_check_ms = now + DRAIN_RECHECK_MS;
 		} else if (lrc == TE_OK || lrc == TE_NOTFOUND) {
 			if (lrc == TE_OK)
 				bus_event_release(&last);
-			*failed = synthesise(x, &rs) != TE_OK;
+			/* No more deliveries: this thread writes the end itself. */
+			if (x->pushed) {
+				hub_unsubscribe(x->hr, &x->hs);
+				x->pushed = 0;
+			}
+			if (!x->w.done && !x->dead)
+				*failed = synthesise(x, &rs) != TE_OK;
 			finished = 1;
 		} else {
 			x->next_check_ms = now + x->backoff_ms;
 		}
-	} else if (!strcmp(rs.status, "running") && rs.attempt <= x->w.cur && rs.owner) {
+	} else if (!strcmp(rs.status, "running") && rs.attempt <= watch_cur(x) && rs.owner) {
 		enum recover_rc rr = recovery_check_run(a->recovery, x->run, rs.owner, rs.attempt,
 		    now - x->last_event_ms);
 
@@ -235,20 +287,45 @@ check(struct watcher *x, int *failed)
 	return finished;
 }
 
+/* Catch up from the hub's copy (or a private consumer) and write what is ready in
+ * one go. Returns TE_OK after events, TE_TIMEOUT when caught up, else an error. */
+static int
+pull(struct watcher *x, int wait_ms)
+{
+	struct bus_event ev;
+	struct hub_event *he;
+	int rc, n = 0;
+
+	while ((rc = src_next(x, n ? 0 : wait_ms, &ev, &he)) == TE_OK) {
+		rc = relay(x, &ev);
+		src_release(&ev, he);
+		n++;
+		if (rc != TE_OK || x->w.done || n == MAX_BATCH)
+			break;
+	}
+	if (n == 0)
+		return rc;
+	if (rc != TE_OK && rc != TE_TIMEOUT)
+		return rc;
+	if (flush(x) != TE_OK)
+		return TE_CLOSED;
+	x->last_event_ms = now_ms();
+	return TE_OK;
+}
+
 static void
 stream_loop(struct watcher *x)
 {
 	const struct config *cfg = x->a->cfg;
 	int64_t ping_ms = (int64_t)cfg->heartbeat_s * 1000;
+	unsigned long seen = 0;
 
 	x->last_event_ms = x->last_write_ms = now_ms();
 	x->backoff_ms = cfg->stall_ms;
 	x->next_check_ms = x->last_event_ms + cfg->stall_ms;
 	for (;;) {
-		struct bus_event ev;
-		struct hub_event *he;
 		int64_t now = now_ms(), wait;
-		int rc, failed, n = 0;
+		int rc, failed, quiet = 1;
 
 		if (atomic_load(&x->a->closing))
 			return;
@@ -257,39 +334,79 @@ stream_loop(struct watcher *x)
 			wait = x->last_write_ms + ping_ms - now;
 		if (wait > MAX_SLICE_MS)
 			wait = MAX_SLICE_MS;
-		/* Take every event that is ready (waiting only for the first), then write
-		 * them in one go: under load, one flush carries many events. */
-		while ((rc = src_next(x, n ? 0 : (wait > 1 ? (int)wait : 1), &ev, &he)) == TE_OK) {
-			rc = relay(x, &ev);
-			src_release(&ev, he);
-			n++;
-			if (rc != TE_OK || x->w.done || n == MAX_BATCH)
-				break;
-		}
-		if (n > 0) {
-			if (rc != TE_OK && rc != TE_TIMEOUT)
+		if (wait < 1)
+			wait = 1;
+		if (x->pushed) {
+			int dead, done;
+			unsigned long got;
+
+			pthread_mutex_lock(&x->wmu);
+			if (!x->dead && !x->w.done && x->delivered == seen) {
+				struct timespec ts;
+
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_sec += wait / 1000;
+				ts.tv_nsec += (wait % 1000) * 1000000;
+				if (ts.tv_nsec >= 1000000000) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000;
+				}
+				pthread_cond_timedwait(&x->wcv, &x->wmu, &ts);
+			}
+			dead = x->dead;
+			done = x->w.done;
+			got = x->delivered;
+			pthread_mutex_unlock(&x->wmu);
+			if (dead || done)
 				return;
-			if (flush(x) != TE_OK || x->w.done)
+			if (got != seen) {
+				seen = got;
+				quiet = 0;
+			}
+			if (hub_failed(x->hr)) {
+				tlog_run(LOG_WARN, x->run, watch_cur(x), "event stream interrupted: consumer failed");
 				return;
-			x->last_event_ms = now_ms();
-			x->backoff_ms = cfg->stall_ms;
-			x->next_check_ms = x->last_event_ms + cfg->stall_ms;
-			continue;
-		}
-		if (rc != TE_TIMEOUT) {
-			tlog_run(LOG_WARN, x->run, x->w.cur, "event stream interrupted: %s",
-			    te_strerror(rc));
-			return;
+			}
+		} else {
+			/* On the hub and caught up: subscribe (TE_AGAIN: more came meanwhile). */
+			if (x->hr && hub_subscribe(x->hr, x->idx, &x->hs, deliver, x) == TE_OK) {
+				x->pushed = 1;
+				continue;
+			}
+			rc = pull(x, x->hr ? 0 : (int)wait);
+			if (rc == TE_OK) {
+				if (x->w.done)
+					return;
+				quiet = 0;
+			} else if (rc != TE_TIMEOUT) {
+				tlog_run(LOG_WARN, x->run, x->w.cur, "event stream interrupted: %s",
+				    te_strerror(rc));
+				return;
+			} else if (x->hr) {
+				continue;       /* caught up: subscribe */
+			}
 		}
 		now = now_ms();
+		if (!quiet) {
+			x->backoff_ms = cfg->stall_ms;
+			x->next_check_ms = now + cfg->stall_ms;
+			continue;
+		}
 		if (http_client_gone(x->r)) {
-			tlog_run(LOG_DEBUG, x->run, x->w.cur, "watcher gone: the client closed its stream");
+			tlog_run(LOG_DEBUG, x->run, watch_cur(x), "watcher gone: the client closed its stream");
 			return;
 		}
-		if (now - x->last_write_ms >= ping_ms && http_sse_comment(x->r, "ping") != TE_OK)
-			return;
-		if (now - x->last_write_ms >= ping_ms)
+		pthread_mutex_lock(&x->wmu);
+		if (now - x->last_write_ms >= ping_ms) {
+			rc = http_sse_comment(x->r, "ping");
 			x->last_write_ms = now;
+			if (rc != TE_OK)
+				x->dead = 1;
+		}
+		rc = x->dead;
+		pthread_mutex_unlock(&x->wmu);
+		if (rc)
+			return;
 		if (now >= x->next_check_ms && check(x, &failed))
 			return;
 	}
@@ -353,6 +470,8 @@ events_serve(struct req *r, const char *run_id, struct run_state *given)
 		goto out;
 	}
 	buf_init(&x.out, OUT_MAX);
+	pthread_mutex_init(&x.wmu, NULL);
+	pthread_cond_init(&x.wcv, NULL);
 	x.r = r;
 	x.a = a;
 	x.run = run_id;
@@ -362,9 +481,15 @@ events_serve(struct req *r, const char *run_id, struct run_state *given)
 		goto out;
 	stream_loop(&x);
 out:
+	if (x.pushed)
+		hub_unsubscribe(x.hr, &x.hs);
 	hub_detach(a->hub, x.hr);
 	bus_sub_close(x.sub);
 	buf_free(&x.out);
+	if (x.r) {
+		pthread_mutex_destroy(&x.wmu);
+		pthread_cond_destroy(&x.wcv);
+	}
 	if (counted)
 		atomic_fetch_sub(&a->ctr.watchers, 1);
 	if (rs == &local)
