@@ -12,7 +12,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from tether import (ROOT, Client, Watcher, assert_one_attempt_text, run_tests,  # noqa: E402
+from tether import (ROOT, Client, Stack, Watcher, assert_one_attempt_text, run_tests,  # noqa: E402
                     stack_ctx, stack_teardown, wait_until, watch)
 
 BIN = os.environ.get("TETHER_BIN_DIR", os.path.join(ROOT, "build"))
@@ -548,6 +548,65 @@ def test_fifty_concurrent_runs_two_watchers_each(c):
         assert w.text_after_last_reset() == s["output"], (rid, w.events)
         assert_one_attempt_text(s["output"], 10)
     assert "AddressSanitizer" not in c.stack.log("pod-1") + c.stack.log("pod-2")
+
+
+def test_tetherctl_chat_and_watch(c):
+    env = dict(os.environ, TETHER_URL=c.stack.url, TETHER_KEY=c.key)
+    p = subprocess.run([os.path.join(BIN, "tetherctl"), "chat", "hello from the CLI slow:4x20"], env=env,
+                       text=True, capture_output=True, timeout=60)
+    assert p.returncode == 0, p
+    run_id = [l.split()[1] for l in p.stderr.split("\n") if l.startswith("run ")][0]
+    out = c.api.run_state(run_id)["output"]
+    assert p.stdout == out + "\n", (p.stdout, out)
+    assert_one_attempt_text(out, 4)
+    # watch: every event, raw; --from resumes after the given id.
+    p = subprocess.run([os.path.join(BIN, "tetherctl"), "watch", run_id], env=env, text=True,
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p
+    ids = [l.split()[0] for l in p.stdout.strip().split("\n")]
+    assert ids == [f"1:{i}" for i in range(6)], ids
+    p = subprocess.run([os.path.join(BIN, "tetherctl"), "watch", run_id, "--from", "1:3"], env=env, text=True,
+                       capture_output=True, timeout=60)
+    assert [l.split()[0] for l in p.stdout.strip().split("\n")] == ["1:4", "1:5"], p.stdout
+    # Failures are exit codes with a message, not a hang.
+    p = subprocess.run([os.path.join(BIN, "tetherctl"), "chat", "fail:1 slow:3x10"], env=env, text=True,
+                       capture_output=True, timeout=60)
+    assert p.returncode == 1 and "provider_error" in p.stderr, p
+    p = subprocess.run([os.path.join(BIN, "tetherctl"), "watch", "not-a-uuid"], env=env, text=True,
+                       capture_output=True, timeout=60)
+    assert p.returncode == 2 and "UUID" in p.stderr, p
+
+
+def test_stack_contract(c):
+    """scripts/stack up --pods 3 --workers 2, pods, kill, start, down: nothing left behind."""
+    st = Stack("test-stackctl", pods=3, workers=2)
+    st.down()
+    st.up()
+    try:
+        state = st.pods_state()
+        assert sorted(state) == ["pod-1", "pod-2", "pod-3"] and all(v[0] == "up" for v in state.values()), state
+        pids = [int(v[1]) for v in state.values()]
+        for pod in state:
+            pids += st.worker_pids(pod)
+            assert len(st.worker_pids(pod)) == 2
+        for name in ("nats/nats.pid", "nginx/nginx.pid", "cron.pid"):
+            with open(os.path.join(st.dir, name)) as f:
+                pids.append(int(f.read().strip()))
+        pg = subprocess.run(["head", "-1", os.path.join(st.stack_pgdata(), "postmaster.pid")], text=True,
+                            capture_output=True).stdout.strip()
+        pids.append(int(pg))
+        st.kill("pod-2")
+        assert st.pods_state()["pod-2"][0] == "down"
+        st.start("pod-2")
+        assert st.pods_state()["pod-2"][0] == "up"
+        pids += [int(st.pods_state()["pod-2"][1])] + st.worker_pids("pod-2")
+        assert Client(st.url).get("/pod/pod-2/readyz").status == 200
+        st.up()  # twice is harmless
+        assert st.pods_state() == {p: ("up", st.pods_state()[p][1]) for p in state}
+    finally:
+        st.down()
+    alive = [p for p in pids if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+    assert not alive, f"processes left behind by down: {alive}"
 
 
 ORDER = ["test_health_every_pod", "test_nginx_balances_across_pods_and_workers", "test_admin_keys",

@@ -98,6 +98,10 @@ class Stack:
     def nats(self, action):
         self._run("nats", action)
 
+    def stack_pgdata(self):
+        with open(os.path.join(self.dir, "state.env")) as f:
+            return dict(l.strip().split("=", 1) for l in f if "=" in l)["PGDATA"]
+
     def pods_state(self):
         out = self._run("pods").stdout.strip().split("\n")
         return {l.split()[0]: (l.split()[1], l.split()[2]) for l in out if l}
