@@ -339,6 +339,7 @@ stream_loop(struct watcher *x)
 		if (x->pushed) {
 			int dead, done;
 			unsigned long got;
+			int64_t last;
 
 			pthread_mutex_lock(&x->wmu);
 			if (!x->dead && !x->w.done && x->delivered == seen) {
@@ -356,12 +357,16 @@ stream_loop(struct watcher *x)
 			dead = x->dead;
 			done = x->w.done;
 			got = x->delivered;
+			last = x->last_event_ms;
 			pthread_mutex_unlock(&x->wmu);
 			if (dead || done)
 				return;
 			if (got != seen) {
+				/* Events came while this thread slept: the stall clock runs from
+				 * the last of them, not from this wakeup. */
 				seen = got;
-				quiet = 0;
+				x->backoff_ms = cfg->stall_ms;
+				x->next_check_ms = last + cfg->stall_ms;
 			}
 			if (hub_failed(x->hr)) {
 				tlog_run(LOG_WARN, x->run, watch_cur(x), "event stream interrupted: consumer failed");
