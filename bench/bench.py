@@ -145,17 +145,23 @@ def cpu_ticks(pids):
     return t
 
 
-def rss_kb(pids):
+def rss_kb(pids, field="VmRSS:", path="status"):
     t = 0
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/status") as f:
+            with open(f"/proc/{pid}/{path}") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field):
                         t += int(line.split()[1])
         except OSError:
             pass
     return t
+
+
+def pss_kb(pids):
+    """Proportional set size: shared pages (PostgreSQL's buffers, libraries) counted
+    once across the processes that share them, not once per process."""
+    return rss_kb(pids, "Pss:", "smaps_rollup")
 
 
 def loadgen(st, key, target, R, W, N, ms, procs=1, timeout=600):
@@ -236,13 +242,14 @@ def bench_relay(args):
 # ---------------------------------------------------------------- fanout
 
 class RssSampler(threading.Thread):
-    def __init__(self, pids, interval=0.1):
+    def __init__(self, pids, interval=0.1, measure=None):
         super().__init__(daemon=True)
         self.pids, self.interval, self.peak, self.stop = pids, interval, 0, threading.Event()
+        self.measure = measure or rss_kb
 
     def run(self):
         while not self.stop.is_set():
-            self.peak = max(self.peak, rss_kb(self.pids))
+            self.peak = max(self.peak, self.measure(self.pids))
             time.sleep(self.interval)
 
 
@@ -279,6 +286,34 @@ def bench_fanout(args):
     print()
     print(table(rows, ("watchers (1 run)", "p50 ms", "p99 ms", "connected p99 ms", "delivered/s / offered",
                        "lost/dup", "workers RSS idle MiB", "peak MiB", "KiB per watcher")))
+    return out
+
+
+# ---------------------------------------------------------------- memory per active run
+
+def bench_memory(args):
+    st = bench_stack("bench-memory", env={"TETHER_MAX_RUNS": "1000", "TETHER_TENANT_MAX_ACTIVE_RUNS": "100000"})
+    try:
+        api = Client(st.url, st.new_key("bench"))
+        workers = [p for pod in ("pod-1", "pod-2") for p in st.worker_pids(pod)]
+        idle = rss_kb(workers)
+        rids = [api.run(api.thread(), "hold slow:1x600000") for _ in range(args.hold)]
+        # Every generator has published its start: each run is fully set up.
+        for rid in rids:
+            w = Watcher(Client(st.url, api.key), f"/v1/runs/{rid}/events")
+            w.start()
+            wait_until(lambda: w.kinds() == ["start"], 30, "the run's start")
+            w.close()
+        busy = rss_kb(workers)
+        for rid in rids:
+            api.post(f"/v1/runs/{rid}/cancel")
+    finally:
+        st.down()
+    out = {"machine": machine(), "runs": args.hold, "workers_rss_idle_kb": idle, "workers_rss_busy_kb": busy,
+           "kb_per_active_run": (busy - idle) / args.hold}
+    save("memory", out)
+    print(table([(args.hold, f"{idle / 1024:.1f}", f"{busy / 1024:.1f}", f"{out['kb_per_active_run']:.1f}")],
+                ("active runs (no watchers)", "workers RSS idle MiB", "with the runs MiB", "KiB per active run")))
     return out
 
 
@@ -362,7 +397,7 @@ def bench_peers(args):
         for cfg in args.configs:
             R, W, N, MS = PEER_CONFIGS[cfg]
             groups = proc_groups(st)
-            sampler = RssSampler([p for v in groups.values() for p in v])
+            sampler = RssSampler([p for v in groups.values() for p in v], measure=pss_kb)
             sampler.start()
             r = loadgen(st, key, "tether", R, W, N, MS, procs=2 if W >= 500 else 1)
             sampler.stop.set()
@@ -399,7 +434,7 @@ def bench_peers(args):
     save("peers", {"machine": machine(), "results": {f"{k[0]}/{k[1]}": v for k, v in results.items()}})
     print()
     print(table(rows, ("config", "system", "p50 ms", "p99 ms", "connected p99 ms", "delivered/s / offered",
-                       "lost/dup", "peak RSS MB (all processes)")))
+                       "lost/dup", "peak memory MB (all its processes)")))
     return results
 
 
@@ -413,6 +448,7 @@ def main():
     ap.add_argument("--ms", type=int, default=10)
     ap.add_argument("--watchers", type=lambda v: [int(x) for x in v.split(",")], default=[10, 100, 500, 1000])
     ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--hold", type=int, default=200)
     ap.add_argument("--levels", type=lambda v: [int(x) for x in v.split(",")], default=[25, 50, 100, 200, 400, 800])
     ap.add_argument("--configs", type=lambda v: v.split(","), default=["a", "b", "c1000"])
     ap.add_argument("--peer-names", type=lambda v: v.split(","), default=["resumable", "durable"])
@@ -426,13 +462,16 @@ def main():
             bench_fanout(args)
         elif n == "start":
             bench_start(args)
+        elif n == "memory":
+            bench_memory(args)
         elif n == "runs":
             bench_runs(args)
         elif n == "peers":
             bench_peers(args)
         elif n == "all":
             t0 = time.monotonic()
-            for f in (bench_start, bench_relay, bench_fanout, bench_runs, bench_takeover, bench_peers):
+            for f in (bench_start, bench_relay, bench_fanout, bench_memory, bench_runs, bench_takeover,
+                      bench_peers):
                 f(args)
             print(f"bench all: {time.monotonic() - t0:.0f} s")
         else:
