@@ -453,29 +453,18 @@ def main():
     ap.add_argument("--configs", type=lambda v: v.split(","), default=["a", "b", "c1000"])
     ap.add_argument("--peer-names", type=lambda v: v.split(","), default=["resumable", "durable"])
     args = ap.parse_args()
+    benches = {"takeover": bench_takeover, "relay": bench_relay, "fanout": bench_fanout, "start": bench_start,
+               "memory": bench_memory, "runs": bench_runs, "peers": bench_peers}
     for n in args.name:
-        if n == "takeover":
-            bench_takeover(args)
-        elif n == "relay":
-            bench_relay(args)
-        elif n == "fanout":
-            bench_fanout(args)
-        elif n == "start":
-            bench_start(args)
-        elif n == "memory":
-            bench_memory(args)
-        elif n == "runs":
-            bench_runs(args)
-        elif n == "peers":
-            bench_peers(args)
-        elif n == "all":
+        if n == "all":
             t0 = time.monotonic()
-            for f in (bench_start, bench_relay, bench_fanout, bench_memory, bench_runs, bench_takeover,
-                      bench_peers):
-                f(args)
+            for name in ("start", "relay", "fanout", "memory", "runs", "takeover", "peers"):
+                benches[name](args)
             print(f"bench all: {time.monotonic() - t0:.0f} s")
+        elif n in benches:
+            benches[n](args)
         else:
-            sys.exit(f"bench: unknown benchmark {n}")
+            sys.exit(f"bench: unknown benchmark {n} (one of: {', '.join(benches)}, all)")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,14 @@ def nudger(api, runs, lock, stop):
         time.sleep(0.1)
 
 
+def outage(st, what, name, rng, events):
+    log(f"fault: {name} restart")
+    getattr(st, what)("stop")
+    time.sleep(rng.uniform(1, 3))  # the outage itself: its length is the point, not a wait
+    getattr(st, what)("start")
+    events.append("nats restart" if what == "nats" else "postgres restart")
+
+
 def faults(st, rng, stop, duration, events):
     t_start = time.monotonic()
     nats_at = t_start + duration / 3
@@ -114,19 +122,11 @@ def faults(st, rng, stop, duration, events):
         try:
             if not did_nats and now >= nats_at:
                 did_nats = True
-                log("fault: NATS restart")
-                st.nats("stop")
-                time.sleep(rng.uniform(1, 3))
-                st.nats("start")
-                events.append("nats restart")
+                outage(st, "nats", "NATS", rng, events)
                 continue
             if not did_pg and now >= pg_at:
                 did_pg = True
-                log("fault: PostgreSQL restart")
-                st.pg("stop")
-                time.sleep(rng.uniform(1, 3))
-                st.pg("start")
-                events.append("postgres restart")
+                outage(st, "pg", "PostgreSQL", rng, events)
                 continue
             pod = rng.choice(PODS)
             kind = rng.choice(("KILL", "KILL", "TERM", "worker"))
@@ -145,9 +145,9 @@ def faults(st, rng, stop, duration, events):
         except Exception as e:  # keep injecting; the checks at the end decide
             log(f"fault injection trouble: {e}")
     if not did_nats:
-        st.nats("stop"), st.nats("start"), events.append("nats restart")
+        outage(st, "nats", "NATS", rng, events)
     if not did_pg:
-        st.pg("stop"), st.pg("start"), events.append("postgres restart")
+        outage(st, "pg", "PostgreSQL", rng, events)
 
 
 def check(api, runs):
