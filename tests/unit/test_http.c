@@ -256,6 +256,7 @@ test_api_from_te(void)
 		{ TE_TOOLARGE, API_PAYLOAD_TOO_LARGE },
 		{ TE_IO, API_INTERNAL },
 		{ TE_CLOSED, API_INTERNAL },
+		{ TE_AGAIN, API_INTERNAL },
 	};
 
 	CU_ASSERT_EQUAL(sizeof t / sizeof t[0], TE__MAX);
