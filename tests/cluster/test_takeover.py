@@ -248,6 +248,12 @@ def test_zombie_owner_is_fenced(c):
     pod, pid, worker = owner(c, rid)
     ws = [pod_watch(c, p, rid) for p in PODS if p != pod]
     wait_until(lambda: all(w.kinds().count("delta") >= 3 for w in ws), 30, "3 deltas")
+    # Freeze it just after a heartbeat: once it thaws, its generator (due within one
+    # 200 ms interval) publishes long before its next heartbeat (TETHER_WORKER_HEARTBEAT_MS,
+    # 2 s) learns that it was declared dead, so the publish is what stops it: the fence.
+    hb = f"SELECT heartbeat_at FROM workers WHERE id = {worker}"
+    first = c.stack.psql(hb)
+    wait_until(lambda: c.stack.psql(hb) != first, 10, "a heartbeat of the owner")
     os.kill(pid, signal.SIGSTOP)
     try:
         c.stack.psql(f"SELECT pg_terminate_backend(backend_pid) FROM workers WHERE id = {worker}")
