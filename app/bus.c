@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SUBJECT_PREFIX "tether.run."
+#define SUBJECT_PREFIX "tether.ev."
+#define LIVE_PREFIX "tether.live."
+#define LIVE_CLOSE_MS 10000
 #define CTL_PREFIX "tether.ctl."
 
 /* nats.c hands every destroyed message to its garbage-collector thread and wakes
@@ -42,6 +44,16 @@ struct bus {
 struct bus_sub {
 	struct bus *b;
 	natsSubscription *sub;
+};
+
+struct bus_live {
+	struct bus *b;
+	natsSubscription *sub;
+	bus_live_fn fn;
+	void *arg;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int complete;           /* the delivery thread is done with fn */
 };
 
 static const char *const ev_names[EV__MAX] = { "start", "delta", "reset", "done", "unknown" };
@@ -273,17 +285,26 @@ bus_stream_ensure(struct bus *b)
 	const char *subjects[] = { SUBJECT_PREFIX "*" };
 	jsStreamInfo *si = NULL;
 	jsStreamConfig sc;
+	jsRePublish rp;
 	jsErrCode ec = 0;
 	natsStatus s;
 	int found = 0;
 
 	s = js_GetStreamInfo(&si, b->js, BUS_STREAM, NULL, &ec);
 	if (s == NATS_OK) {
+		const jsRePublish *have = si->Config->RePublish;
+
 		for (int i = 0; i < si->Config->SubjectsLen; i++)
 			if (!strcmp(si->Config->Subjects[i], subjects[0]))
 				found = 1;
 		if (!found)
 			tlog(LOG_ERROR, "stream %s exists without subject %s", BUS_STREAM, subjects[0]);
+		else if (!have || !have->Destination || strcmp(have->Destination, LIVE_PREFIX ">") ||
+		    have->HeadersOnly) {
+			tlog(LOG_ERROR, "stream %s exists without RePublish %s> -> %s> (delete it; "
+			    "OPERATIONS.md, upgrades)", BUS_STREAM, SUBJECT_PREFIX, LIVE_PREFIX);
+			found = 0;
+		}
 		jsStreamInfo_Destroy(si);
 		return found ? TE_OK : TE_BUS;
 	}
@@ -304,6 +325,12 @@ bus_stream_ensure(struct bus *b)
 	sc.Replicas = b->cfg->stream_replicas;
 	sc.MaxMsgsPerSubject = -1;
 	sc.AllowDirect = true;
+	/* The live tail: every stored event is republished, with its sequence and the
+	 * previous one on its subject (tail.h), after the store succeeded. */
+	jsRePublish_Init(&rp);
+	rp.Source = SUBJECT_PREFIX ">";
+	rp.Destination = LIVE_PREFIX ">";
+	sc.RePublish = &rp;
 	s = js_AddStream(&si, b->js, &sc, NULL, &ec);
 	jsStreamInfo_Destroy(si);
 	if (s != NATS_OK) {
@@ -635,20 +662,18 @@ event_from_msg(natsMsg *m, struct bus_event *ev, uint64_t sseq)
 	return TE_OK;
 }
 
-int
-bus_last(struct bus *b, const char *run_id, struct bus_event *ev)
+/* One message by direct get (any replica answers; no JetStream API round trip). */
+static int
+direct_get(struct bus *b, jsDirectGetMsgOptions *dg, struct bus_event *ev)
 {
-	char subject[64];
 	jsOptions jo;
-	jsErrCode ec = 0;
 	natsMsg *m = NULL;
 	natsStatus s;
 
-	snprintf(subject, sizeof subject, SUBJECT_PREFIX "%s", run_id);
 	jsOptions_Init(&jo);
 	jo.Wait = b->cfg->nats_timeout_ms;
-	s = js_GetLastMsg(&m, b->js, BUS_STREAM, subject, &jo, &ec);
-	if (s == NATS_NOT_FOUND || ec == JSNoMessageFoundErr) {
+	s = js_DirectGetMsg(&m, b->js, BUS_STREAM, &jo, dg);
+	if (s == NATS_NOT_FOUND) {
 		natsMsg_Destroy(m);
 		return TE_NOTFOUND;
 	}
@@ -662,6 +687,31 @@ bus_last(struct bus *b, const char *run_id, struct bus_event *ev)
 		return TE_INVAL;
 	}
 	return TE_OK;
+}
+
+int
+bus_last(struct bus *b, const char *run_id, struct bus_event *ev)
+{
+	char subject[64];
+	jsDirectGetMsgOptions dg;
+
+	snprintf(subject, sizeof subject, SUBJECT_PREFIX "%s", run_id);
+	jsDirectGetMsgOptions_Init(&dg);
+	dg.LastBySubject = subject;
+	return direct_get(b, &dg, ev);
+}
+
+int
+bus_next(struct bus *b, const char *run_id, uint64_t from, struct bus_event *ev)
+{
+	char subject[64];
+	jsDirectGetMsgOptions dg;
+
+	snprintf(subject, sizeof subject, SUBJECT_PREFIX "%s", run_id);
+	jsDirectGetMsgOptions_Init(&dg);
+	dg.Sequence = from ? from : 1;
+	dg.NextBySubject = subject;
+	return direct_get(b, &dg, ev);
 }
 
 void
@@ -679,6 +729,12 @@ bus_event_release(struct bus_event *ev)
 int
 bus_sub_open(struct bus *b, const char *run_id, struct bus_sub **out)
 {
+	return bus_sub_open_at(b, run_id, 0, out);
+}
+
+int
+bus_sub_open_at(struct bus *b, const char *run_id, uint64_t start, struct bus_sub **out)
+{
 	char subject[64];
 	struct bus_sub *s = calloc(1, sizeof *s);
 	jsSubOptions so;
@@ -692,7 +748,9 @@ bus_sub_open(struct bus *b, const char *run_id, struct bus_sub **out)
 	jsSubOptions_Init(&so);
 	so.Stream = BUS_STREAM;
 	so.Ordered = true;
-	so.Config.DeliverPolicy = js_DeliverAll;
+	so.Config.DeliverPolicy = start > 1 ? js_DeliverByStartSequence : js_DeliverAll;
+	if (start > 1)
+		so.Config.OptStartSeq = start;
 	st = js_SubscribeSync(&s->sub, b->js, subject, NULL, &so, &ec);
 	if (st != NATS_OK) {
 		tlog_run(LOG_WARN, run_id, 0, "could not subscribe: %s (%d)", natsStatus_GetText(st),
@@ -796,4 +854,111 @@ bus_ctl_send(struct bus *b, long worker, const char *verb, const char *run_id)
 	snprintf(subject, sizeof subject, CTL_PREFIX "%ld", worker);
 	snprintf(data, sizeof data, "%s %s", verb, run_id);
 	return natsConnection_PublishString(b->nc, subject, data) == NATS_OK ? TE_OK : TE_BUS;
+}
+
+static void
+on_live(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+	struct bus_live *l = closure;
+	struct bus_event ev;
+	const char *v = NULL;
+	int64_t sseq = 0, prev = -1;
+
+	(void)nc;
+	(void)sub;
+	/* Nats-Sequence and Nats-Last-Sequence come from the server's republish. */
+	if (natsMsgHeader_Get(m, "Nats-Sequence", &v) == NATS_OK)
+		parse_int64(v, strlen(v), 1, INT64_MAX, &sseq);
+	if (natsMsgHeader_Get(m, "Nats-Last-Sequence", &v) == NATS_OK)
+		parse_int64(v, strlen(v), 0, INT64_MAX, &prev);
+	if (sseq < 1 || prev < 0 || event_from_msg(m, &ev, (uint64_t)sseq) != TE_OK) {
+		tlog(LOG_WARN, "dropped a malformed live copy on %s", natsMsg_GetSubject(m));
+		natsMsg_Destroy(m);
+		return;
+	}
+	ev.prev = (uint64_t)prev;
+	ev.bus = l->b;
+	l->fn(l->arg, &ev);
+}
+
+static void
+on_live_complete(void *closure)
+{
+	struct bus_live *l = closure;
+
+	pthread_mutex_lock(&l->mu);
+	l->complete = 1;
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+}
+
+int
+bus_live_open(struct bus *b, const char *run_id, bus_live_fn fn, void *arg, struct bus_live **out)
+{
+	char subject[64];
+	struct bus_live *l = calloc(1, sizeof *l);
+	natsStatus s;
+
+	if (!l)
+		return TE_NOMEM;
+	l->b = b;
+	l->fn = fn;
+	l->arg = arg;
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cv, NULL);
+	snprintf(subject, sizeof subject, LIVE_PREFIX "%s", run_id);
+	s = natsConnection_Subscribe(&l->sub, b->nc, subject, on_live, l);
+	if (s == NATS_OK)
+		s = natsSubscription_SetOnCompleteCB(l->sub, on_live_complete, l);
+	/* The subscription must be known to the server before the catch-up reads the
+	 * stream, or a copy could fall between the two. */
+	if (s == NATS_OK)
+		s = natsConnection_FlushTimeout(b->nc, b->cfg->nats_timeout_ms);
+	if (s != NATS_OK) {
+		tlog_run(LOG_WARN, run_id, 0, "could not subscribe to the live tail: %s",
+		    natsStatus_GetText(s));
+		if (l->sub) {
+			natsSubscription_Unsubscribe(l->sub);
+			natsSubscription_Destroy(l->sub);
+		}
+		pthread_mutex_destroy(&l->mu);
+		pthread_cond_destroy(&l->cv);
+		free(l);
+		return s == NATS_NO_MEMORY ? TE_NOMEM : TE_BUS;
+	}
+	*out = l;
+	return TE_OK;
+}
+
+void
+bus_live_close(struct bus_live *l)
+{
+	if (!l)
+		return;
+	/* After Unsubscribe, nats.c calls on_live_complete once the delivery thread has
+	 * returned from the last callback (also when the connection is closed). */
+	int complete;
+
+	natsSubscription_Unsubscribe(l->sub);
+	pthread_mutex_lock(&l->mu);
+	for (int64_t dl = now_ms() + LIVE_CLOSE_MS; !l->complete && now_ms() < dl;) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+	}
+	complete = l->complete;
+	pthread_mutex_unlock(&l->mu);
+	if (!complete) {
+		/* A callback still running after this long: keep l (leaked, not freed
+		 * under it) rather than risk a use after free. */
+		tlog(LOG_ERROR, "live tail subscription did not complete in %d ms; leaking it",
+		    LIVE_CLOSE_MS);
+		return;
+	}
+	natsSubscription_Destroy(l->sub);
+	pthread_mutex_destroy(&l->mu);
+	pthread_cond_destroy(&l->cv);
+	free(l);
 }

@@ -1,5 +1,6 @@
-/* bus.h - run events on NATS JetStream (stream TETHER_RUNS, subject
- * tether.run.<run_id>), with fencing by expected last subject sequence.
+/* bus.h - run events on NATS JetStream (stream TETHER_EVENTS, subject
+ * tether.ev.<run_id>), with fencing by expected last subject sequence; the stream
+ * republishes every stored event on tether.live.<run_id> (the live tail, tail.h).
  * The only module that speaks nats.c. */
 #ifndef TETHER_BUS_H
 #define TETHER_BUS_H
@@ -11,7 +12,9 @@ struct config;
 struct bus;
 struct bus_sub;
 
-#define BUS_STREAM "TETHER_RUNS"
+/* TETHER_RUNS (tether.run.*) was the stream before the live tail: JetStream cannot
+ * add RePublish to an existing stream, so the events moved to a new one. */
+#define BUS_STREAM "TETHER_EVENTS"
 
 enum bus_ev { EV_START = 0, EV_DELTA, EV_RESET, EV_DONE, EV_UNKNOWN, EV__MAX };
 
@@ -28,6 +31,7 @@ struct bus_event {
 	const char *data;
 	size_t len;
 	uint64_t pending;       /* messages the consumer still has to deliver */
+	uint64_t prev;          /* live copies: the previous stream sequence on the subject */
 	void *msg;
 	struct bus *bus;        /* releases msg (batched), when set */
 };
@@ -71,6 +75,24 @@ void bus_event_release(struct bus_event *ev);
 
 /* An ordered consumer of one run's events, from the first stored one. */
 int bus_sub_open(struct bus *b, const char *run_id, struct bus_sub **out);
+/* The same, from stream sequence start (events before it are not delivered). */
+int bus_sub_open_at(struct bus *b, const char *run_id, uint64_t start, struct bus_sub **out);
+/* The first stored event of the run at or after stream sequence from (direct get):
+ * TE_OK, TE_NOTFOUND when there is none, TE_BUS. Release it. */
+int bus_next(struct bus *b, const char *run_id, uint64_t from, struct bus_event *ev);
+
+/* The live tail: the stream's republished copies of a run's stored events (core
+ * NATS, so copies can be lost on a reconnect; tail.c repairs that). fn runs on the
+ * subscription's own delivery thread, one copy at a time, in order; it owns ev
+ * (bus_event_release). Copies lost to a reconnect or a slow-consumer drop show as
+ * a gap in the next copy's prev, or to the quiet-run check (bus_last). */
+struct bus_live;
+typedef void (*bus_live_fn)(void *arg, struct bus_event *ev);
+int bus_live_open(struct bus *b, const char *run_id, bus_live_fn fn, void *arg,
+    struct bus_live **out);
+/* Unsubscribe and wait until fn has returned for the last time; never call it
+ * from fn. */
+void bus_live_close(struct bus_live *l);
 /* TE_OK with ev filled, TE_TIMEOUT when nothing came, TE_BUS on trouble.
  * timeout_ms 0: only a message that has already arrived. */
 int bus_sub_next(struct bus_sub *s, int timeout_ms, struct bus_event *ev);

@@ -1,11 +1,17 @@
-/* hub.c - see hub.h. Locking: hub.mu guards the list of runs and their refs;
- * hub_run.mu guards the events and the state; hub_run.dmu guards the subscribers
- * and is held while the consumer thread delivers (lock order: dmu, then mu). A run's
- * consumer thread owns the run once the last reference is gone: it stops and frees
- * everything. */
+/* hub.c - see hub.h. Locking, in this order:
+ *  - hub.mu guards the list of runs and their refs;
+ *  - hub_run.fmu ("the appender") is held by whoever adds events: the live tail's
+ *    delivery thread (one copy at a time), the catch-up at attach, a repair. It owns
+ *    the tail (tail.h). Copies that arrive during a catch-up wait on it in nats.c's
+ *    queue, then are dropped as already held or appended;
+ *  - hub_run.dmu guards the subscribers and is held while delivering to them;
+ *  - hub_run.mu guards the events and the state (readers: hub_get).
+ * The last detach closes the live subscription (waiting for its callback) and frees
+ * the run. */
 #include "hub.h"
 #include "err.h"
 #include "log.h"
+#include "tail.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -14,22 +20,24 @@
 #include <string.h>
 #include <time.h>
 
-#define POLL_MS 200
-#define STACK_SIZE (256 * 1024)
-
+/* A catch-up reads up to this many events by direct get, then opens an ordered
+ * consumer for the rest (one round trip each vs a consumer's setup). */
+#define DIRECT_MAX 32
 
 struct hub_run {
 	struct hub *hub;
 	struct hub_run *next;
 	char run_id[UUID_LEN + 1];
 	int refs;                       /* guarded by hub.mu */
+	pthread_mutex_t fmu;            /* the appender: guards tail, live */
+	struct tail tail;
+	struct bus_live *live;
 	pthread_mutex_t mu;             /* guards everything below */
 	pthread_cond_t cv;
 	struct hub_event **ev;          /* ev[i - base] for base <= i < count */
 	size_t base, count, cap;
 	size_t bytes;
 	int failed;
-	int stop;
 	pthread_mutex_t dmu;            /* guards subs; held while delivering */
 	struct hub_sub *subs;
 };
@@ -125,105 +133,173 @@ run_free(struct hub_run *r)
 	for (size_t i = r->base; i < r->count; i++)
 		hub_event_put(r->ev[i - r->base]);
 	free(r->ev);
+	pthread_mutex_destroy(&r->fmu);
 	pthread_mutex_destroy(&r->mu);
 	pthread_mutex_destroy(&r->dmu);
 	pthread_cond_destroy(&r->cv);
 	free(r);
 }
 
-static int
-run_stopped(struct hub_run *r)
+static void
+run_fail(struct hub_run *r, int rc)
 {
-	int s;
-
 	pthread_mutex_lock(&r->mu);
-	s = r->stop;
+	if (!r->failed)
+		tlog_run(LOG_WARN, r->run_id, 0, "live tail stopped: %s", te_strerror(rc));
+	r->failed = 1;
+	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
-	return s;
 }
 
-/* Hand the event to every subscriber waiting for it. */
+/* Hand every subscriber the events it has not had yet, in order. */
 static void
-deliver(struct hub_run *r, struct hub_event *e, size_t idx)
+deliver_pending(struct hub_run *r)
 {
 	pthread_mutex_lock(&r->dmu);
-	for (struct hub_sub *s = r->subs; s; s = s->next)
-		if (s->idx == idx) {
+	for (struct hub_sub *s = r->subs; s; s = s->next) {
+		for (;;) {
+			struct hub_event *e = NULL;
+
+			pthread_mutex_lock(&r->mu);
+			if (s->idx >= r->base && s->idx < r->count) {
+				e = r->ev[s->idx - r->base];
+				atomic_fetch_add(&e->refs, 1);
+			}
+			pthread_mutex_unlock(&r->mu);
+			if (!e)
+				break;
 			s->idx++;
 			s->fn(s->arg, e);
+			hub_event_put(e);
 		}
+	}
 	pthread_mutex_unlock(&r->dmu);
 }
 
-static void *
-consumer(void *arg)
+/* The appender (fmu held): add one event and deliver it. */
+static int
+append(struct hub_run *r, const struct bus_event *ev)
+{
+	struct hub_event *e = event_copy(ev);
+
+	if (!e)
+		return TE_NOMEM;
+	pthread_mutex_lock(&r->mu);
+	run_append_locked(r, e);
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	deliver_pending(r);
+	return TE_OK;
+}
+
+/* tail_fetch_fn: read the subject after t->applied until t->applied >= upto
+ * (upto 0: the subject's last event now). fmu held. */
+static int
+fetch(void *arg, struct tail *t, uint64_t upto)
 {
 	struct hub_run *r = arg;
+	struct bus *bus = r->hub->bus;
 	struct bus_sub *sub = NULL;
-	int rc = bus_sub_open(r->hub->bus, r->run_id, &sub);
+	struct bus_event ev;
+	int rc = TE_OK, n = 0;
 
-	while (rc == TE_OK && !run_stopped(r)) {
-		struct bus_event ev;
-		struct hub_event *e;
-		size_t idx;
-
-		rc = bus_sub_next(sub, POLL_MS, &ev);
-		if (rc == TE_TIMEOUT) {
+	if (upto == 0) {
+		if ((rc = bus_last(bus, r->run_id, &ev)) == TE_NOTFOUND)
+			return TE_OK;
+		if (rc != TE_OK)
+			return rc;
+		upto = ev.sseq;
+		bus_event_release(&ev);
+	}
+	while (rc == TE_OK && t->applied < upto) {
+		if (n++ < DIRECT_MAX) {
+			rc = bus_next(bus, r->run_id, t->applied + 1, &ev);
+		} else {
+			if (!sub && (rc = bus_sub_open_at(bus, r->run_id, t->applied + 1, &sub)) != TE_OK)
+				break;
+			rc = bus_sub_next(sub, 5000, &ev);
+		}
+		if (rc == TE_NOTFOUND) {
+			/* Gone (max age) or never stored: nothing more to read up to upto. */
 			rc = TE_OK;
-			continue;
+			break;
 		}
 		if (rc != TE_OK)
 			break;
-		e = event_copy(&ev);
-		bus_event_release(&ev);
-		if (!e) {
-			rc = TE_NOMEM;
-			break;
+		if (ev.sseq > t->applied) {
+			tail_fetched(t, ev.sseq);
+			rc = append(r, &ev);
 		}
-		atomic_fetch_add(&e->refs, 1);  /* held while delivering */
-		pthread_mutex_lock(&r->mu);
-		idx = r->count;
-		run_append_locked(r, e);
-		pthread_cond_broadcast(&r->cv);
-		pthread_mutex_unlock(&r->mu);
-		deliver(r, e, idx);
-		hub_event_put(e);
+		bus_event_release(&ev);
 	}
 	bus_sub_close(sub);
-	pthread_mutex_lock(&r->mu);
-	if (!r->stop) {
-		tlog_run(LOG_WARN, r->run_id, 0, "event consumer stopped: %s", te_strerror(rc));
-		r->failed = 1;
-		pthread_cond_broadcast(&r->cv);
-	}
-	/* Wait for the last watcher to leave; then this thread owns the run. */
-	while (!r->stop)
-		pthread_cond_wait(&r->cv, &r->mu);
-	pthread_mutex_unlock(&r->mu);
-	run_free(r);
-	return NULL;
+	return rc;
+}
+
+struct emit_ctx {
+	struct hub_run *r;
+	const struct bus_event *ev;
+};
+
+static int
+emit(void *arg, size_t i)
+{
+	struct emit_ctx *c = arg;
+
+	(void)i;
+	return append(c->r, c->ev);
+}
+
+static int
+fetch_ctx(void *arg, struct tail *t, uint64_t upto)
+{
+	return fetch(((struct emit_ctx *)arg)->r, t, upto);
+}
+
+/* The live tail's delivery thread: one republished copy. */
+static void
+on_copy(void *arg, struct bus_event *ev)
+{
+	struct hub_run *r = arg;
+	struct tail_copy c = { ev->sseq, ev->prev };
+	struct emit_ctx ctx = { r, ev };
+	int rc;
+
+	pthread_mutex_lock(&r->fmu);
+	if (!hub_failed(r) && (rc = tail_apply(&r->tail, &c, 1, fetch_ctx, emit, &ctx)) != TE_OK)
+		run_fail(r, rc);
+	pthread_mutex_unlock(&r->fmu);
+	bus_event_release(ev);
+}
+
+int
+hub_repair(struct hub_run *r)
+{
+	int rc = TE_BUS;
+
+	pthread_mutex_lock(&r->fmu);
+	if (!hub_failed(r) && (rc = fetch(r, &r->tail, 0)) != TE_OK)
+		run_fail(r, rc);
+	pthread_mutex_unlock(&r->fmu);
+	return rc;
 }
 
 int
 hub_attach(struct hub *h, const char *run_id, struct hub_run **out)
 {
 	struct hub_run *r;
+	int rc;
+
 	pthread_mutex_lock(&h->mu);
 	for (r = h->runs; r; r = r->next) {
-		if (!strcmp(r->run_id, run_id)) {
-			int failed;
-
-			pthread_mutex_lock(&r->mu);
-			failed = r->failed;
-			pthread_mutex_unlock(&r->mu);
-			if (failed)
-				continue;       /* a broken consumer: start a new one below */
+		if (!strcmp(r->run_id, run_id) && !hub_failed(r)) {
 			r->refs++;
 			pthread_mutex_unlock(&h->mu);
 			*out = r;
 			return TE_OK;
 		}
 	}
+	/* A failed run stays listed until its last watcher leaves; a new one is made. */
 	if (!(r = calloc(1, sizeof *r))) {
 		pthread_mutex_unlock(&h->mu);
 		return TE_NOMEM;
@@ -231,29 +307,25 @@ hub_attach(struct hub *h, const char *run_id, struct hub_run **out)
 	r->hub = h;
 	memcpy(r->run_id, run_id, UUID_LEN + 1);
 	r->refs = 1;
+	tail_init(&r->tail);
+	pthread_mutex_init(&r->fmu, NULL);
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_mutex_init(&r->dmu, NULL);
 	pthread_cond_init(&r->cv, NULL);
-	{
-		pthread_attr_t attr;
-		pthread_t th;
-		int err;
-
-		pthread_attr_init(&attr);
-		pthread_attr_setstacksize(&attr, STACK_SIZE);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		err = pthread_create(&th, &attr, consumer, r);
-		pthread_attr_destroy(&attr);
-		if (err) {
-			pthread_mutex_unlock(&h->mu);
-			run_free(r);
-			return TE_NOMEM;
-		}
-	}
+	/* The appender is ours until the catch-up is done: watchers attaching meanwhile
+	 * wait in hub_get, copies wait in nats.c. */
+	pthread_mutex_lock(&r->fmu);
 	r->next = h->runs;
 	h->runs = r;
 	h->nruns++;
 	pthread_mutex_unlock(&h->mu);
+	/* Subscribe first, then catch up: every event is in one or the other. */
+	rc = bus_live_open(h->bus, run_id, on_copy, r, &r->live);
+	if (rc == TE_OK)
+		rc = fetch(r, &r->tail, 0);
+	if (rc != TE_OK)
+		run_fail(r, rc);
+	pthread_mutex_unlock(&r->fmu);
 	*out = r;
 	return TE_OK;
 }
@@ -277,10 +349,9 @@ hub_detach(struct hub *h, struct hub_run *r)
 	}
 	pthread_mutex_unlock(&h->mu);
 	if (last) {
-		pthread_mutex_lock(&r->mu);
-		r->stop = 1;
-		pthread_cond_broadcast(&r->cv);
-		pthread_mutex_unlock(&r->mu);
+		/* No watcher is left to hold the appender; its callback may still run. */
+		bus_live_close(r->live);
+		run_free(r);
 	}
 }
 

@@ -247,8 +247,11 @@ check(struct watcher *x, int *failed)
 		seen = x->w.last_sseq;
 		pthread_mutex_unlock(&x->wmu);
 		if (lrc == TE_OK && last.sseq > seen) {
-			/* The stream has more for us (done in flight): keep reading. */
+			/* The stream has more for us (done in flight, or copies of the live
+			 * tail lost to a reconnect): fetch it, keep reading. */
 			bus_event_release(&last);
+			if (x->hr)
+				hub_repair(x->hr);
 			x->next_check_ms = now + DRAIN_RECHECK_MS;
 		} else if (lrc == TE_OK || lrc == TE_NOTFOUND) {
 			if (lrc == TE_OK)
@@ -265,8 +268,13 @@ check(struct watcher *x, int *failed)
 			x->next_check_ms = now + x->backoff_ms;
 		}
 	} else if (!strcmp(rs.status, "running") && rs.attempt <= watch_cur(x) && rs.owner) {
-		enum recover_rc rr = recovery_check_run(a->recovery, x->run, rs.owner, rs.attempt,
-		    now - x->last_event_ms);
+		enum recover_rc rr;
+		int64_t last_event;
+
+		pthread_mutex_lock(&x->wmu);
+		last_event = x->last_event_ms;
+		pthread_mutex_unlock(&x->wmu);
+		rr = recovery_check_run(a->recovery, x->run, rs.owner, rs.attempt, now - last_event);
 
 		if (rr == RECOVER_CLAIMED || rr == RECOVER_LOST || rr == RECOVER_FAILED) {
 			/* Someone owns it now: the reset (or done) is on its way. */
@@ -274,7 +282,10 @@ check(struct watcher *x, int *failed)
 		} else {
 			/* Alive (or another watcher here is probing): look again later, less
 			 * often while the run stays silent; recovery.c also paces the probes
-			 * of this run across this worker's watchers. */
+			 * of this run across this worker's watchers. A live copy lost to a
+			 * reconnect would also look like silence: read what the stream has. */
+			if (x->hr && rr == RECOVER_ALIVE)
+				hub_repair(x->hr);
 			x->next_check_ms = now + x->backoff_ms;
 			x->backoff_ms = x->backoff_ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS
 			    : x->backoff_ms * 2;

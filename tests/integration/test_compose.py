@@ -431,7 +431,7 @@ def test_operations_doc_is_current(c):
     assert len(metrics) >= 14, metrics  # the parse found them (14 when this was written)
     for name in metrics:
         assert f"`{name}" in doc, f"metric {name} is not documented"
-    for text in (POD_HEALTH, "docker/tether.env.example", "TETHER_STREAM_REPLICAS=3", '"tether.run.*"',
+    for text in (POD_HEALTH, "docker/tether.env.example", "TETHER_STREAM_REPLICAS=3", '"tether.ev.*"', '"dest": "tether.live.>"',
                  "terminationGracePeriodSeconds", "kind: Deployment", "tetherctl migrate",
                  "### Runs stuck", "### NATS down", "### PostgreSQL failover"):
         assert text in doc, text
