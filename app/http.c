@@ -7,6 +7,7 @@
 
 #include <fcgiapp.h>
 #include <json-c/json.h>
+#include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -438,6 +439,114 @@ http_sse_comment(struct req *r, const char *text)
 		rc = sse_flush(r, &b);
 	buf_free(&b);
 	return rc;
+}
+
+/* FastCGI record header (FastCGI 1.0 spec, 3.3): version, type, request id,
+ * content length, padding length, reserved. */
+#define FCGI_HEADER_LEN 8
+#define FCGI_VERSION_1 1
+#define FCGI_STDOUT 6
+#define FCGI_MAX_CONTENT 65535
+
+void
+http_wire_init(struct sse_wire *w, size_t cap)
+{
+	buf_init(&w->b, (size_t)1 << 30);
+	w->off = 0;
+	w->cap = cap;
+}
+
+void
+http_wire_free(struct sse_wire *w)
+{
+	buf_free(&w->b);
+	w->off = 0;
+}
+
+size_t
+http_wire_pending(const struct sse_wire *w)
+{
+	return w->b.len - w->off;
+}
+
+int
+http_wire_put(struct req *r, struct sse_wire *w, const char *data, size_t len, int bounded)
+{
+	size_t records = (len + FCGI_MAX_CONTENT - 1) / FCGI_MAX_CONTENT;
+	int id = r->fcgi->requestId, rc = TE_OK;
+
+	if (bounded && http_wire_pending(w) + len + records * FCGI_HEADER_LEN > w->cap)
+		return TE_TOOLARGE;
+	if (w->off > 0 && w->off == w->b.len) {
+		buf_reset(&w->b);
+		w->off = 0;
+	}
+	while (len > 0 && rc == TE_OK) {
+		size_t n = len > FCGI_MAX_CONTENT ? FCGI_MAX_CONTENT : len;
+		unsigned char h[FCGI_HEADER_LEN] = { FCGI_VERSION_1, FCGI_STDOUT,
+			(unsigned char)(id >> 8), (unsigned char)id, (unsigned char)(n >> 8),
+			(unsigned char)n, 0, 0 };
+
+		if ((rc = buf_append(&w->b, h, sizeof h)) == TE_OK)
+			rc = buf_append(&w->b, data, n);
+		data += n;
+		len -= n;
+	}
+	return rc;
+}
+
+int
+http_wire_push(struct req *r, struct sse_wire *w)
+{
+	int fd = r->fcgi->ipcFd;
+
+	while (w->off < w->b.len) {
+		ssize_t n = send(fd, w->b.data + w->off, w->b.len - w->off, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n > 0) {
+			w->off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return TE_AGAIN;
+		return TE_CLOSED;
+	}
+	buf_reset(&w->b);
+	w->off = 0;
+	return TE_OK;
+}
+
+void
+http_wire_wait(struct req *r, int timeout_ms)
+{
+	struct pollfd p = { .fd = r->fcgi->ipcFd, .events = POLLOUT };
+
+	poll(&p, 1, timeout_ms);
+}
+
+int
+http_wire_drain(struct req *r, struct sse_wire *w, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	int rc;
+
+	while ((rc = http_wire_push(r, w)) == TE_AGAIN) {
+		int64_t left = deadline - now_ms();
+
+		if (left <= 0)
+			return TE_TIMEOUT;
+		http_wire_wait(r, (int)left);
+	}
+	return rc;
+}
+
+void
+http_wire_abort(struct req *r)
+{
+	if (r->fcgi->ipcFd >= 0)
+		shutdown(r->fcgi->ipcFd, SHUT_RDWR);
 }
 
 int

@@ -85,6 +85,33 @@ int http_sse_event(struct req *r, const char *id, const char *event, const char 
 int http_sse_comment(struct req *r, const char *text);
 /* Write preformatted SSE bytes (several events at once) and flush. */
 int http_sse_write(struct req *r, const char *data, size_t len);
+/* An event stream's bytes on the wire, after http_sse_start: framed here as
+ * FastCGI STDOUT records and sent with MSG_DONTWAIT, so the thread that delivers a
+ * run's events to many streams never waits on one client. libfcgi's own buffer is
+ * empty after http_sse_start, and FCGX_Finish_r writes the end of the request once
+ * http_wire_drain has sent everything. Owned by one stream; guard it with the
+ * stream's lock. */
+struct sse_wire {
+	struct buf b;           /* framed records */
+	size_t off;             /* bytes of b already sent */
+	size_t cap;             /* unsent bytes allowed by a bounded put */
+};
+void http_wire_init(struct sse_wire *w, size_t cap);
+void http_wire_free(struct sse_wire *w);
+size_t http_wire_pending(const struct sse_wire *w);
+/* Frame len bytes of SSE text. bounded: TE_TOOLARGE (nothing queued) when the
+ * unsent bytes would pass cap: the client is not reading. */
+int http_wire_put(struct req *r, struct sse_wire *w, const char *data, size_t len, int bounded);
+/* Send what the socket takes now: TE_OK (all sent), TE_AGAIN (some left), TE_CLOSED. */
+int http_wire_push(struct req *r, struct sse_wire *w);
+/* Send everything: TE_OK, TE_TIMEOUT, TE_CLOSED. */
+int http_wire_drain(struct req *r, struct sse_wire *w, int timeout_ms);
+/* Wait until the socket can take more, or timeout_ms passed. */
+void http_wire_wait(struct req *r, int timeout_ms);
+/* A stream that cannot end cleanly (bytes left unsent): cut the connection so the
+ * web server ends the client's response and the client resumes. */
+void http_wire_abort(struct req *r);
+
 /* Non-blocking check: has the web server closed this request's connection? */
 int http_client_gone(struct req *r);
 

@@ -33,6 +33,11 @@
 #define DRAIN_RECHECK_MS 50
 #define MAX_BATCH 256
 #define OUT_MAX (64 << 20)
+/* A subscribed stream's unsent bytes: past this its client is not reading, and the
+ * stream is closed (the client resumes with Last-Event-ID) rather than grow. */
+#define WIRE_MAX (256 << 10)
+#define SEND_TIMEOUT_MS 5000
+#define END_DRAIN_MS 1000
 
 struct watcher {
 	struct req *r;
@@ -49,7 +54,8 @@ struct watcher {
 	pthread_cond_t wcv;
 	int dead;                       /* a delivery could not be written */
 	unsigned long delivered;        /* events handed over by the hub */
-	struct buf out;                 /* formatted events not yet written */
+	struct buf out;                 /* formatted events not yet framed */
+	struct sse_wire wire;           /* framed, not yet sent */
 	int64_t last_write_ms;
 	int64_t last_event_ms;
 	int64_t next_check_ms;
@@ -67,17 +73,26 @@ send_event(struct watcher *x, int attempt, int64_t seq, const char *event, const
 	return sse_format(&x->out, id, event, data, len) == TE_OK ? TE_OK : TE_CLOSED;
 }
 
+/* Frame what is queued and send it. block: wait until it is sent (this thread
+ * alone writes); else send what the socket takes now, keep the rest within
+ * WIRE_MAX, and let the watcher's thread finish the write. */
 static int
-flush(struct watcher *x)
+flush(struct watcher *x, int block)
 {
 	int rc;
 
 	if (x->out.len == 0)
 		return TE_OK;
-	rc = http_sse_write(x->r, x->out.data, x->out.len);
+	rc = http_wire_put(x->r, &x->wire, x->out.data, x->out.len, !block);
 	buf_reset(&x->out);
+	if (rc == TE_TOOLARGE)
+		tlog_run(LOG_INFO, x->run, x->w.cur, "watcher not reading (%zu bytes unsent): "
+		    "closing its stream", http_wire_pending(&x->wire));
+	if (rc != TE_OK)
+		return TE_CLOSED;
+	rc = block ? http_wire_drain(x->r, &x->wire, SEND_TIMEOUT_MS) : http_wire_push(x->r, &x->wire);
 	x->last_write_ms = now_ms();
-	return rc;
+	return rc == TE_AGAIN ? TE_OK : rc == TE_OK ? TE_OK : TE_CLOSED;
 }
 
 /* The next stored event: from the hub, or from a private consumer. */
@@ -186,7 +201,7 @@ synthesise(struct watcher *x, const struct run_state *rs)
 			rc = send_event(x, s.attempt, s.done_seq, "done", b.data, b.len);
 	}
 	buf_free(&b);
-	return rc == TE_OK ? flush(x) : rc;
+	return rc == TE_OK ? flush(x, 1) : rc;
 }
 
 static int
@@ -211,12 +226,12 @@ deliver(void *arg, const struct hub_event *he)
 	if (!x->dead && !x->w.done) {
 		rc = relay(x, &he->ev);
 		if (rc == TE_OK)
-			rc = flush(x);
+			rc = flush(x, 0);
 		if (rc != TE_OK)
 			x->dead = 1;
 		x->delivered++;
 		x->last_event_ms = now_ms();
-		if (x->dead || x->w.done)
+		if (x->dead || x->w.done || http_wire_pending(&x->wire))
 			pthread_cond_signal(&x->wcv);
 	}
 	pthread_mutex_unlock(&x->wmu);
@@ -318,7 +333,7 @@ pull(struct watcher *x, int wait_ms)
 		return rc;
 	if (rc != TE_OK && rc != TE_TIMEOUT)
 		return rc;
-	if (flush(x) != TE_OK)
+	if (flush(x, 1) != TE_OK)
 		return TE_CLOSED;
 	x->last_event_ms = now_ms();
 	return TE_OK;
@@ -353,7 +368,19 @@ stream_loop(struct watcher *x)
 			int64_t last;
 
 			pthread_mutex_lock(&x->wmu);
-			if (!x->dead && !x->w.done && x->delivered == seen) {
+			if (!x->dead && http_wire_pending(&x->wire)) {
+				/* The client is slower than the run: finish the write here, without
+				 * holding the hub's delivery thread. */
+				int prc = http_wire_push(x->r, &x->wire);
+
+				if (prc == TE_AGAIN) {
+					pthread_mutex_unlock(&x->wmu);
+					http_wire_wait(x->r, (int)(wait < 50 ? wait : 50));
+					pthread_mutex_lock(&x->wmu);
+				} else if (prc != TE_OK) {
+					x->dead = 1;
+				}
+			} else if (!x->dead && !x->w.done && x->delivered == seen) {
 				struct timespec ts;
 
 				clock_gettime(CLOCK_REALTIME, &ts);
@@ -413,11 +440,10 @@ stream_loop(struct watcher *x)
 			return;
 		}
 		pthread_mutex_lock(&x->wmu);
-		if (now - x->last_write_ms >= ping_ms) {
-			rc = http_sse_comment(x->r, "ping");
-			x->last_write_ms = now;
-			if (rc != TE_OK)
+		if (now - x->last_write_ms >= ping_ms && !x->dead) {
+			if (sse_comment(&x->out, "ping") != TE_OK || flush(x, !x->pushed) != TE_OK)
 				x->dead = 1;
+			x->last_write_ms = now;
 		}
 		rc = x->dead;
 		pthread_mutex_unlock(&x->wmu);
@@ -486,6 +512,7 @@ events_serve(struct req *r, const char *run_id, struct run_state *given)
 		goto out;
 	}
 	buf_init(&x.out, OUT_MAX);
+	http_wire_init(&x.wire, WIRE_MAX);
 	pthread_mutex_init(&x.wmu, NULL);
 	pthread_cond_init(&x.wcv, NULL);
 	x.r = r;
@@ -499,6 +526,12 @@ events_serve(struct req *r, const char *run_id, struct run_state *given)
 out:
 	if (x.pushed)
 		hub_unsubscribe(x.hr, &x.hs);
+	/* Everything framed goes out before libfcgi ends the request; a stream that
+	 * cannot be finished is cut, and its client resumes. */
+	if (x.r && http_wire_pending(&x.wire) &&
+	    (x.dead || http_wire_drain(r, &x.wire, END_DRAIN_MS) != TE_OK))
+		http_wire_abort(r);
+	http_wire_free(&x.wire);
 	hub_detach(a->hub, x.hr);
 	bus_sub_close(x.sub);
 	buf_free(&x.out);

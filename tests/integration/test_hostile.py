@@ -12,7 +12,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from tether import Client, Watcher, run_tests, stack_ctx, stack_teardown, wait_until, watch  # noqa: E402
+from tether import Client, Stack, Watcher, run_tests, stack_ctx, stack_teardown, wait_until, watch  # noqa: E402
 
 JSON = {"Content-Type": "application/json"}
 PODS = ("pod-1", "pod-2")
@@ -303,6 +303,56 @@ def test_watcher_behind_the_hub_window_reads_jetstream(c):
         assert w.all_text() == out
     assert resumed.ids() == [f"1:{i}" for i in range(21, 62)], resumed.ids()
     assert f"run={rid} attempt=1 msg=\"watcher behind the hub's window" in c.stack.log("pod-1")
+
+
+def test_slow_reader_holds_up_no_other_watcher(c):
+    """One watcher of a run reads nothing at all (a 4 KiB receive buffer, never read).
+    On the same worker (a 1 x 1 stack) the hub's delivery thread must not wait for it:
+    the other watchers get every one of 100 000 chunks exactly once, the spread between
+    them stays far below the old 5 s send timeout, and the stalled stream is closed
+    once its unsent bytes pass the bound (it does not grow), ending without `done`."""
+    st = Stack("hostile-slowreader", pods=1, workers=1)
+    st.up()
+    try:
+        cl = Client(st.env["TETHER_URL"], st.new_key("slowreader"))
+        rid = cl.run(cl.thread(), "slow:100000x0")
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect((cl.host, cl.port))
+        s.sendall((f"GET /v1/runs/{rid}/events HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                   f"Authorization: Bearer {cl.key}\r\nAccept: text/event-stream\r\n\r\n").encode())
+        readers = [watch(cl, rid) for _ in range(2)]
+        for w in readers:
+            w.wait(180)
+            assert w.error is None and w.status == 200, (w.error, w.status)
+            assert w.final_status() == "completed"
+            deltas = [i for i in w.ids() if not i.endswith(":0")]
+            assert deltas == [f"1:{n}" for n in range(1, 100001)] + ["1:100001"], deltas[-3:]
+        # Both readers saw each delta at about the same time.
+        t = [{e[1]: e[0] for e in w.events} for w in readers]
+        spread = sorted(abs(t[0][i] - t[1][i]) for i in t[0] if i in t[1])
+        p50, p99, top = spread[len(spread) // 2], spread[int(len(spread) * 0.99)], spread[-1]
+        print(f"  spread between the two readers: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+              f"max {top * 1000:.1f} ms")
+        assert top < 1.0, top
+        line = wait_until(lambda: [ln for ln in st.log("pod-1").splitlines()
+                                   if "watcher not reading" in ln and rid in ln], 30,
+                          "the stalled stream to be closed")
+        unsent = int(line[0].split("(")[1].split(" ")[0])
+        assert unsent <= 256 << 10, line
+        # What was buffered on the way still arrives, then the response ends, not done.
+        s.settimeout(30)
+        got = b""
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            got += b
+        assert got.startswith(b"HTTP/1.1 200"), got[:100]
+        assert b"event: done" not in got and b"event: delta" in got
+        s.close()
+    finally:
+        st.down()
 
 
 def test_workers_survived_everything(c):
