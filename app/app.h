@@ -14,6 +14,7 @@ struct runner;
 struct recovery;
 struct authcache;
 struct hub;
+struct wloop;
 
 /* Takeover latency buckets (ms) for /metrics; the last is +Inf. */
 #define TAKEOVER_BUCKETS 9
@@ -40,6 +41,7 @@ struct app {
 	struct recovery *recovery;
 	struct authcache *auth;
 	struct hub *hub;
+	struct wloop *wloop;            /* open event streams (app/watcher.c) */
 	long worker;
 	pid_t pid;
 	const char *pod;

@@ -50,11 +50,11 @@ static const struct cfg_entry entries[] = {
 	I(nats_timeout_ms, "TETHER_NATS_TIMEOUT_MS", 100, 60000, 2000,
 	  "NATS connect and JetStream request timeout (ms)"),
 	I(threads, "TETHER_THREADS", 4, 900, 256,
-	  "FastCGI request threads per worker; each open event stream holds one "
-	  "(max 900: libfcgi select()s on unix sockets, fds must stay below 1024)"),
+	  "FastCGI request threads per worker; an event stream holds one while it catches up "
+	  "(max 900: libfcgi select()s what it accepts and closes, fds must stay below 1024)"),
 	I(max_runs, "TETHER_MAX_RUNS", 1, 4096, 128, "active generating runs per worker"),
-	I(max_watchers, "TETHER_MAX_WATCHERS", 1, 896, 224,
-	  "open event streams per worker (must leave request threads free)"),
+	I(max_watchers, "TETHER_MAX_WATCHERS", 1, 65536, 16384,
+	  "open event streams per worker (held by the stream loop, on descriptors above 1024)"),
 	I(tenant_max_active_runs, "TETHER_TENANT_MAX_ACTIVE_RUNS", 1, 1000000, 1000,
 	  "active runs per tenant across the cluster (429 beyond)"),
 	I(max_body, "TETHER_MAX_BODY", 1024, 64 << 20, 1 << 20, "request body limit (bytes)"),
@@ -224,12 +224,6 @@ config_set(struct config *cfg, const char *name, const char *value, char *err, s
 static int
 config_check(struct config *cfg, char *err, size_t errlen)
 {
-	if (cfg->max_watchers >= cfg->threads) {
-		snprintf(err, errlen,
-		    "max_watchers (%d) must be below threads (%d): streams would hold every request thread",
-		    cfg->max_watchers, cfg->threads);
-		return -1;
-	}
 	if (cfg->max_input > cfg->max_body) {
 		snprintf(err, errlen, "max_input (%d) must not exceed max_body (%d)", cfg->max_input,
 		    cfg->max_body);

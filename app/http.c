@@ -8,6 +8,8 @@
 #include <fcgiapp.h>
 #include <json-c/json.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -446,14 +448,17 @@ http_sse_comment(struct req *r, const char *text)
 #define FCGI_HEADER_LEN 8
 #define FCGI_VERSION_1 1
 #define FCGI_STDOUT 6
+#define FCGI_END_REQUEST 3
 #define FCGI_MAX_CONTENT 65535
 
 void
-http_wire_init(struct sse_wire *w, size_t cap)
+http_wire_init(struct sse_wire *w, struct req *r, size_t cap)
 {
 	buf_init(&w->b, (size_t)1 << 30);
 	w->off = 0;
 	w->cap = cap;
+	w->fd = r->fcgi->ipcFd;
+	w->request_id = r->fcgi->requestId;
 }
 
 void
@@ -469,11 +474,22 @@ http_wire_pending(const struct sse_wire *w)
 	return w->b.len - w->off;
 }
 
+static int
+wire_record(struct sse_wire *w, int type, const void *data, size_t n)
+{
+	unsigned char h[FCGI_HEADER_LEN] = { FCGI_VERSION_1, (unsigned char)type,
+		(unsigned char)(w->request_id >> 8), (unsigned char)w->request_id,
+		(unsigned char)(n >> 8), (unsigned char)n, 0, 0 };
+	int rc = buf_append(&w->b, h, sizeof h);
+
+	return rc == TE_OK && n ? buf_append(&w->b, data, n) : rc;
+}
+
 int
-http_wire_put(struct req *r, struct sse_wire *w, const char *data, size_t len, int bounded)
+http_wire_put(struct sse_wire *w, const char *data, size_t len, int bounded)
 {
 	size_t records = (len + FCGI_MAX_CONTENT - 1) / FCGI_MAX_CONTENT;
-	int id = r->fcgi->requestId, rc = TE_OK;
+	int rc = TE_OK;
 
 	if (bounded && http_wire_pending(w) + len + records * FCGI_HEADER_LEN > w->cap)
 		return TE_TOOLARGE;
@@ -483,12 +499,8 @@ http_wire_put(struct req *r, struct sse_wire *w, const char *data, size_t len, i
 	}
 	while (len > 0 && rc == TE_OK) {
 		size_t n = len > FCGI_MAX_CONTENT ? FCGI_MAX_CONTENT : len;
-		unsigned char h[FCGI_HEADER_LEN] = { FCGI_VERSION_1, FCGI_STDOUT,
-			(unsigned char)(id >> 8), (unsigned char)id, (unsigned char)(n >> 8),
-			(unsigned char)n, 0, 0 };
 
-		if ((rc = buf_append(&w->b, h, sizeof h)) == TE_OK)
-			rc = buf_append(&w->b, data, n);
+		rc = wire_record(w, FCGI_STDOUT, data, n);
 		data += n;
 		len -= n;
 	}
@@ -496,12 +508,21 @@ http_wire_put(struct req *r, struct sse_wire *w, const char *data, size_t len, i
 }
 
 int
-http_wire_push(struct req *r, struct sse_wire *w)
+http_wire_end(struct sse_wire *w)
 {
-	int fd = r->fcgi->ipcFd;
+	/* appStatus 0 (4 bytes), protocolStatus FCGI_REQUEST_COMPLETE, 3 reserved */
+	static const unsigned char end[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+	int rc = wire_record(w, FCGI_STDOUT, NULL, 0);
 
+	return rc == TE_OK ? wire_record(w, FCGI_END_REQUEST, end, sizeof end) : rc;
+}
+
+int
+http_wire_push(struct sse_wire *w)
+{
 	while (w->off < w->b.len) {
-		ssize_t n = send(fd, w->b.data + w->off, w->b.len - w->off, MSG_DONTWAIT | MSG_NOSIGNAL);
+		ssize_t n = send(w->fd, w->b.data + w->off, w->b.len - w->off,
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
 
 		if (n > 0) {
 			w->off += (size_t)n;
@@ -519,34 +540,53 @@ http_wire_push(struct req *r, struct sse_wire *w)
 }
 
 void
-http_wire_wait(struct req *r, int timeout_ms)
+http_wire_wait(struct sse_wire *w, int timeout_ms)
 {
-	struct pollfd p = { .fd = r->fcgi->ipcFd, .events = POLLOUT };
+	struct pollfd p = { .fd = w->fd, .events = POLLOUT };
 
 	poll(&p, 1, timeout_ms);
 }
 
 int
-http_wire_drain(struct req *r, struct sse_wire *w, int timeout_ms)
+http_wire_drain(struct sse_wire *w, int timeout_ms)
 {
 	int64_t deadline = now_ms() + timeout_ms;
 	int rc;
 
-	while ((rc = http_wire_push(r, w)) == TE_AGAIN) {
+	while ((rc = http_wire_push(w)) == TE_AGAIN) {
 		int64_t left = deadline - now_ms();
 
 		if (left <= 0)
 			return TE_TIMEOUT;
-		http_wire_wait(r, (int)left);
+		http_wire_wait(w, (int)left);
 	}
 	return rc;
 }
 
 void
-http_wire_abort(struct req *r)
+http_wire_abort(struct sse_wire *w)
 {
-	if (r->fcgi->ipcFd >= 0)
-		shutdown(r->fcgi->ipcFd, SHUT_RDWR);
+	if (w->fd >= 0)
+		shutdown(w->fd, SHUT_RDWR);
+}
+
+int
+http_wire_detach(struct sse_wire *w, struct req *r, int min_fd, int devnull)
+{
+	int hi = fcntl(w->fd, F_DUPFD_CLOEXEC, min_fd), dummy;
+
+	if (hi < 0)
+		return TE_IO;
+	if ((dummy = fcntl(devnull, F_DUPFD_CLOEXEC, 0)) < 0) {
+		close(hi);
+		return TE_IO;
+	}
+	/* libfcgi's FCGX_Finish_r writes its end records to the dummy and closes it:
+	 * shutdown() fails on it (not a socket), so its select() loop never runs. */
+	close(w->fd);
+	r->fcgi->ipcFd = dummy;
+	w->fd = hi;
+	return TE_OK;
 }
 
 int

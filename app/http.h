@@ -95,22 +95,33 @@ struct sse_wire {
 	struct buf b;           /* framed records */
 	size_t off;             /* bytes of b already sent */
 	size_t cap;             /* unsent bytes allowed by a bounded put */
+	int fd;                 /* the connection to the web server */
+	int request_id;         /* FastCGI request id */
 };
-void http_wire_init(struct sse_wire *w, size_t cap);
+/* For r's connection (after http_sse_start). */
+void http_wire_init(struct sse_wire *w, struct req *r, size_t cap);
 void http_wire_free(struct sse_wire *w);
 size_t http_wire_pending(const struct sse_wire *w);
 /* Frame len bytes of SSE text. bounded: TE_TOOLARGE (nothing queued) when the
  * unsent bytes would pass cap: the client is not reading. */
-int http_wire_put(struct req *r, struct sse_wire *w, const char *data, size_t len, int bounded);
+int http_wire_put(struct sse_wire *w, const char *data, size_t len, int bounded);
+/* Queue the end of the request (an empty STDOUT record, then END_REQUEST with
+ * status 0), for a stream that left libfcgi (app/watcher.c). */
+int http_wire_end(struct sse_wire *w);
 /* Send what the socket takes now: TE_OK (all sent), TE_AGAIN (some left), TE_CLOSED. */
-int http_wire_push(struct req *r, struct sse_wire *w);
+int http_wire_push(struct sse_wire *w);
 /* Send everything: TE_OK, TE_TIMEOUT, TE_CLOSED. */
-int http_wire_drain(struct req *r, struct sse_wire *w, int timeout_ms);
+int http_wire_drain(struct sse_wire *w, int timeout_ms);
 /* Wait until the socket can take more, or timeout_ms passed. */
-void http_wire_wait(struct req *r, int timeout_ms);
+void http_wire_wait(struct sse_wire *w, int timeout_ms);
 /* A stream that cannot end cleanly (bytes left unsent): cut the connection so the
  * web server ends the client's response and the client resumes. */
-void http_wire_abort(struct req *r);
+void http_wire_abort(struct sse_wire *w);
+/* Take r's connection away from libfcgi (the stream goes on in app/watcher.c):
+ * the connection moves to a descriptor >= min_fd, where libfcgi's select() never
+ * sees it, and libfcgi finishes the request on a dummy (a dup of devnull). TE_OK
+ * with w->fd the new descriptor, or TE_IO (nothing changed). */
+int http_wire_detach(struct sse_wire *w, struct req *r, int min_fd, int devnull);
 
 /* Non-blocking check: has the web server closed this request's connection? */
 int http_client_gone(struct req *r);

@@ -15,6 +15,7 @@
 #include "run.h"
 #include "store.h"
 #include "util.h"
+#include "watcher.h"
 #include "../handlers/routes.h"
 
 #include <curl/curl.h>
@@ -27,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define REQ_STACK (256 * 1024)
@@ -153,6 +155,27 @@ retry_until(const char *what, int (*fn)(void), const sigset_t *stopset)
 	}
 }
 
+/* Streams in the loop live on descriptors from 1024 up (libfcgi's select() sees
+ * only those below): the soft limit must leave room for max_watchers of them. */
+static void
+raise_fd_limit(const struct config *cfg)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)cfg->max_watchers + 1024 + 256;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < want) {
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur < want)
+		tlog(LOG_WARN, "descriptor limit %llu is below max_watchers + 1280 (%llu): streams past "
+		    "it stay in request threads or are refused", (unsigned long long)rl.rlim_cur,
+		    (unsigned long long)want);
+}
+
 static int
 do_live(void)
 {
@@ -183,6 +206,7 @@ drain(pthread_t *threads, int nthreads)
 	atomic_store(&app.draining, 1);
 	atomic_store(&app.closing, 1);
 	atomic_store(&stop_accept, 1);
+	wloop_close(app.wloop);
 	FCGX_ShutdownPending();
 	/* Threads blocked in accept() need a signal; retry until every one has left. */
 	deadline = now_ms() + 5000;
@@ -266,6 +290,11 @@ worker_main(const struct config *cfg, int fd, pid_t master)
 	retry_until("connecting to NATS JetStream", do_bus, &stopset);
 	if (hub_new(&app.hub, app.bus, (size_t)cfg->hub_max_bytes) != TE_OK)
 		return 1;
+	raise_fd_limit(cfg);
+	if (wloop_open(&app.wloop, &app) != TE_OK) {
+		tlog(LOG_ERROR, "could not start the stream loop");
+		return 1;
+	}
 	if (bus_ctl_listen(app.bus, app.worker, on_ctl, NULL) != TE_OK)
 		tlog(LOG_WARN, "could not listen for control messages; cancels act at the next publish");
 

@@ -317,6 +317,70 @@ def bench_memory(args):
     return out
 
 
+# ---------------------------------------------------------------- streams
+
+def bench_streams(args):
+    """Open event streams held by ONE worker (1 pod x 1 worker, default settings):
+    N idle streams of one quiet run, opened through nginx from one selector loop.
+    Reports refusals, the worker's RSS and descriptors, RSS per stream, then ends
+    the run and counts the streams that got its `done`."""
+    import selectors
+    import socket
+    n = args.streams
+    st = bench_stack("bench-streams", pods=1, workers=1)
+    socks = {}
+    try:
+        api = Client(st.url, st.new_key("bench"))
+        rid = api.run(api.thread(), "slow:1x600000")
+        worker = st.worker_pids("pod-1")
+        base_rss = rss_kb(worker)
+        sel = selectors.DefaultSelector()
+        req = (f"GET /v1/runs/{rid}/events HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {api.key}\r\n"
+               f"Accept: text/event-stream\r\n\r\n").encode()
+        t0 = time.monotonic()
+        for i in range(n):
+            s = socket.create_connection((api.host, api.port), timeout=30)
+            s.sendall(req)
+            s.setblocking(False)
+            socks[s] = b""
+            sel.register(s, selectors.EVENT_READ)
+            if i % 500 == 499:       # read what came, so nothing backs up meanwhile
+                for key, _ in sel.select(0):
+                    socks[key.fileobj] += key.fileobj.recv(65536)
+        started = lambda: sum(1 for b in socks.values() if b"event: start" in b)  # noqa: E731
+        deadline = time.monotonic() + 120
+        while started() + sum(1 for b in socks.values() if b and not b.startswith(b"HTTP/1.1 200")) < n \
+                and time.monotonic() < deadline:
+            for key, _ in sel.select(1):
+                socks[key.fileobj] += key.fileobj.recv(65536)
+        open_s = time.monotonic() - t0
+        refused = sum(1 for b in socks.values() if b and not b.startswith(b"HTTP/1.1 200"))
+        ok = started()
+        rss = rss_kb(worker)
+        fds = len(os.listdir(f"/proc/{worker[0]}/fd"))
+        threads = len(os.listdir(f"/proc/{worker[0]}/task"))
+        api.post(f"/v1/runs/{rid}/cancel")
+        deadline = time.monotonic() + 120
+        done = lambda: sum(1 for b in socks.values() if b"event: done" in b)  # noqa: E731
+        while done() < ok and time.monotonic() < deadline:
+            for key, _ in sel.select(1):
+                socks[key.fileobj] += key.fileobj.recv(65536)
+        ended = done()
+    finally:
+        for s in socks:
+            s.close()
+        st.down()
+    out = {"machine": machine(), "streams": n, "opened": ok, "refused": refused, "open_s": open_s,
+           "worker_rss_idle_kb": base_rss, "worker_rss_kb": rss, "kb_per_stream": (rss - base_rss) / max(1, ok),
+           "worker_fds": fds, "worker_threads": threads, "got_done": ended}
+    save("streams", out)
+    print(table([(n, ok, refused, f"{open_s:.1f}", f"{base_rss / 1024:.1f}", f"{rss / 1024:.1f}",
+                  f"{out['kb_per_stream']:.1f}", fds, threads, ended)],
+                ("streams asked", "open", "refused", "open s", "worker RSS idle MiB", "with streams MiB",
+                 "KiB per stream", "worker fds", "worker threads", "got done")))
+    return out
+
+
 # ---------------------------------------------------------------- start
 
 def bench_start(args):
@@ -448,17 +512,18 @@ def main():
     ap.add_argument("--ms", type=int, default=10)
     ap.add_argument("--watchers", type=lambda v: [int(x) for x in v.split(",")], default=[10, 100, 500, 1000])
     ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--streams", type=int, default=10000)
     ap.add_argument("--hold", type=int, default=200)
     ap.add_argument("--levels", type=lambda v: [int(x) for x in v.split(",")], default=[25, 50, 100, 200, 400, 800])
     ap.add_argument("--configs", type=lambda v: v.split(","), default=["a", "b", "c1000"])
     ap.add_argument("--peer-names", type=lambda v: v.split(","), default=["resumable", "durable"])
     args = ap.parse_args()
     benches = {"takeover": bench_takeover, "relay": bench_relay, "fanout": bench_fanout, "start": bench_start,
-               "memory": bench_memory, "runs": bench_runs, "peers": bench_peers}
+               "memory": bench_memory, "runs": bench_runs, "peers": bench_peers, "streams": bench_streams}
     for n in args.name:
         if n == "all":
             t0 = time.monotonic()
-            for name in ("start", "relay", "fanout", "memory", "runs", "takeover", "peers"):
+            for name in ("start", "relay", "fanout", "memory", "streams", "runs", "takeover", "peers"):
                 benches[name](args)
             print(f"bench all: {time.monotonic() - t0:.0f} s")
         elif n in benches:

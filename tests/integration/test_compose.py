@@ -50,10 +50,10 @@ POD_HEALTH = ("SCRIPT_NAME=/healthz DOCUMENT_URI=/healthz REQUEST_METHOD=GET "
 CRON_LOOP = ("while :; do curl -s -m 10 -X POST -H \"Authorization: Bearer $$TETHER_ADMIN_TOKEN\" "
              "http://nginx/v1/admin/recover -o /dev/null -w '%{http_code} %{time_total}s\\n' "
              "|| echo 'recover: no answer'; sleep $${TETHER_RECOVER_EVERY_S:-2}; done")
-RUNTIME_PKGS = ["libfcgi0ldbl", "libpq5", "libnats3.4", "libjson-c5", "libcurl4",
+RUNTIME_PKGS = ["libfcgi0ldbl", "libpq5", "libnats3.4", "libjson-c5", "libcurl4", "libuv1",
                 "libfcgi-bin", "curl", "ca-certificates", "tini"]
 BUILD_PKGS = ["build-essential", "autoconf", "automake", "libtool", "pkg-config",
-              "libfcgi-dev", "libpq-dev", "libnats-dev", "libjson-c-dev", "libcurl4-openssl-dev",
+              "libfcgi-dev", "libpq-dev", "libnats-dev", "libjson-c-dev", "libcurl4-openssl-dev", "libuv1-dev",
               "libcunit1-dev"]
 
 
@@ -374,7 +374,7 @@ def test_dockerfile_runtime_libraries(c):
             assert pkg == "libc6" or pkg in closure, f"{b} loads {lib} from {pkg}, not installed"
             if name in needed:
                 direct.add(pkg)
-    assert direct == {"libfcgi0ldbl", "libpq5", "libnats3.4", "libjson-c5", "libcurl4", "libc6"}, direct
+    assert direct == {"libfcgi0ldbl", "libpq5", "libnats3.4", "libjson-c5", "libcurl4", "libuv1", "libc6"}, direct
 
 
 # ---------- 3. nginx -t ----------
