@@ -35,8 +35,9 @@ int jsonv_string(struct json_object *obj, const char *key, int required, size_t 
 /* An optional object field (*o = NULL when absent). */
 int jsonv_object(struct json_object *obj, const char *key, struct json_object **o,
     struct jsonv_err *e);
-/* Fails when any string (key or value) anywhere inside holds a NUL byte:
- * PostgreSQL text and jsonb cannot store one. */
+/* Fails when any string value anywhere inside holds a NUL byte: PostgreSQL text
+ * and jsonb cannot store one. Keys need no check: json-c keeps them as C strings,
+ * so a key ends at its first NUL before this sees it. */
 int jsonv_no_nul(struct json_object *obj, const char *field, struct jsonv_err *e);
 
 #endif

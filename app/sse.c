@@ -1,4 +1,5 @@
 #include "sse.h"
+#include "util.h"
 #include "err.h"
 
 #include <string.h>
@@ -40,19 +41,10 @@ sse_comment(struct buf *b, const char *text)
 static int
 parse_part(const char *s, size_t n, int64_t max, int64_t *out)
 {
-	int64_t v = 0;
-
-	if (n == 0 || n > 13 || (n > 1 && s[0] == '0'))
+	/* Digits only (no sign), no leading zero; parse_int64 checks the rest. */
+	if (n == 0 || s[0] < '0' || s[0] > '9' || (n > 1 && s[0] == '0'))
 		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	if (v > max)
-		return -1;
-	*out = v;
-	return 0;
+	return parse_int64(s, n, 0, max, out);
 }
 
 int

@@ -1,4 +1,5 @@
-/* routes.h - the routing table (kcgi-style, enum-indexed) and the handlers. */
+/* routes.h - the routing table (kcgi-style rows, scanned in order by route_match;
+ * a row's id names its route for the tests) and the handlers. */
 #ifndef TETHER_ROUTES_H
 #define TETHER_ROUTES_H
 

@@ -1,6 +1,6 @@
 /* unit.h - a thin CUnit runner shared by the unit test binaries.
  * Each test file defines `static const struct unit_case cases[]` and calls
- * UNIT_MAIN("suite", cases). Exit status is the number of failures (0 = pass). */
+ * UNIT_MAIN("suite", cases). Exit status 0 when every test passed, 1 otherwise. */
 #ifndef TETHER_UNIT_H
 #define TETHER_UNIT_H
 
