@@ -910,6 +910,10 @@ bus_live_open(struct bus *b, const char *run_id, bus_live_fn fn, void *arg, stru
 	s = natsConnection_Subscribe(&l->sub, b->nc, subject, on_live, l);
 	if (s == NATS_OK)
 		s = natsSubscription_SetOnCompleteCB(l->sub, on_live_complete, l);
+	/* Past this many queued copies nats.c drops them (a slow consumer): the next
+	 * copy's previous sequence shows the gap, and the hub fetches it. */
+	if (s == NATS_OK)
+		s = natsSubscription_SetPendingLimits(l->sub, b->cfg->live_pending_msgs, 64 << 20);
 	/* The subscription must be known to the server before the catch-up reads the
 	 * stream, or a copy could fall between the two. */
 	if (s == NATS_OK)

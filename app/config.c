@@ -72,6 +72,9 @@ static const struct cfg_entry entries[] = {
 	I(hub_max_bytes, "TETHER_HUB_MAX_BYTES", 1024, 1 << 30, 16 << 20,
 	  "events of one run a worker keeps in memory for its watchers (bytes); "
 	  "watchers behind that window read JetStream themselves"),
+	I(live_pending_msgs, "TETHER_LIVE_PENDING_MSGS", 1, 1000000, 65536,
+	  "live-tail copies a worker queues per watched run before NATS drops them (the hub "
+	  "then fetches the gap from the stream)"),
 	I(worker_heartbeat_ms, "TETHER_WORKER_HEARTBEAT_MS", 100, 60000, 2000,
 	  "worker row heartbeat period (ms), also the liveness connection check"),
 	I(drain_s, "TETHER_DRAIN_S", 0, 3600, 10, "SIGTERM: time runs get to finish (s)"),

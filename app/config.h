@@ -36,6 +36,7 @@ struct config {
 	int dup_window_s;
 	int stream_replicas;
 	int hub_max_bytes;
+	int live_pending_msgs;
 	/* ownership and takeover */
 	int worker_heartbeat_ms;
 	int drain_s;

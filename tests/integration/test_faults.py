@@ -14,7 +14,7 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from tether import (Client, Watcher, assert_one_attempt_text, run_tests,  # noqa: E402
+from tether import (Client, Stack, Watcher, assert_one_attempt_text, run_tests,  # noqa: E402
                     stack_ctx, stack_teardown, wait_until, watch)
 
 SENTINEL_KEY = "sk-SENTINEL-provider-key-0d1e2a"
@@ -106,6 +106,31 @@ def test_nats_restart_mid_run(c):
         assert w.all_text() == s["output"]
     # (nats.c reconnects and the ordered consumer resumes by itself: watchers see no
     # drop at all; with a drop they would resume by Last-Event-ID, same result.)
+
+
+def test_live_tail_slow_consumer_drops_are_refilled(c):
+    """NATS drops live-tail copies when a worker's subscription queues more than
+    TETHER_LIVE_PENDING_MSGS (2 here) while a 3000-chunk run streams as fast as it
+    can: the hub sees each gap in the next copy's previous sequence and fetches it
+    from the stream, so every watcher still gets every event exactly once."""
+    st = Stack("faults-slowconsumer", pods=1, workers=1, env={"TETHER_LIVE_PENDING_MSGS": "2"})
+    st.up()
+    try:
+        cl = Client(st.url, st.new_key("slowconsumer"))
+        rid = cl.run(cl.thread(), "slow:3000x0")
+        ws = [watch(cl, rid) for _ in range(3)]
+        s = cl.wait_terminal(rid, 120)
+        assert s["status"] == "completed", s
+        for w in ws:
+            w.wait(60)
+            assert w.error is None, w.error
+            assert w.final_status() == "completed", w.kinds()[-3:]
+            assert w.ids() == [f"1:{i}" for i in range(3002)], w.ids()[:5]
+            assert w.all_text() == s["output"]
+        log = st.log("pod-1")
+        assert "Slow Consumer" in log, "no copy was dropped: the test did not test the gap path"
+    finally:
+        st.down()
 
 
 def test_nats_back_without_its_store(c):
