@@ -83,7 +83,8 @@ struct watcher {
 	uv_work_t work;
 	int handles;                    /* open handles */
 	int registered;
-	int checking;                   /* a check (or the final detach) is on the pool */
+	int checking;                   /* a check is on the pool (it uses x and work) */
+	int close_after_check;
 	int check_finished, check_failed;
 	enum finish finishing;
 	int closing;
@@ -593,6 +594,11 @@ w_close(struct watcher *x)
 {
 	if (x->closing)
 		return;
+	if (x->checking) {
+		/* The check uses x (and x->work, which the detach needs): after it. */
+		x->close_after_check = 1;
+		return;
+	}
 	x->closing = 1;
 	if (x->prev)
 		x->prev->next = x->next;
@@ -712,7 +718,9 @@ check_done(uv_work_t *w, int status)
 
 	(void)status;
 	x->checking = 0;
-	if (x->finishing)
+	if (x->close_after_check)
+		w_close(x);
+	else if (x->finishing)
 		w_finish(x, x->finishing);
 	else if (x->check_finished)
 		w_finish(x, x->check_failed ? FIN_CUT : FIN_CLEAN);
@@ -728,6 +736,8 @@ on_timer(uv_timer_t *t)
 	int64_t now = now_ms(), ping_ms = (int64_t)cfg->heartbeat_s * 1000;
 	int dead, done;
 
+	if (x->finishing || x->closing)
+		return;
 	pthread_mutex_lock(&x->mu);
 	if (!x->dead && !x->w.done && now - x->last_write_ms >= ping_ms) {
 		if (sse_comment(&x->out, "ping") != TE_OK || flush(x, FLUSH_TRY) != TE_OK)
