@@ -116,12 +116,7 @@ gravedigger(void *arg)
 		struct timespec ts;
 		size_t n;
 
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += GRAVE_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		deadline_ts(&ts, GRAVE_MS);
 		if (!b->grave_stop)
 			pthread_cond_timedwait(&b->grave_cv, &b->grave_mu, &ts);
 		n = b->ngrave;
@@ -165,7 +160,7 @@ bus_open(struct bus **out, const struct config *cfg, const char *name)
 		return TE_NOMEM;
 	b->cfg = cfg;
 	pthread_mutex_init(&b->grave_mu, NULL);
-	pthread_cond_init(&b->grave_cv, NULL);
+	cond_init_monotonic(&b->grave_cv);
 	if ((b->grave = calloc(GRAVE_MAX, sizeof *b->grave)) &&
 	    pthread_create(&b->grave_th, NULL, gravedigger, b) == 0)
 		b->grave_started = 1;

@@ -124,7 +124,7 @@ mock_start(const struct provider_req *req, struct provider_call **out, char *err
 	c->start_wall_ms = wall_ms();
 	c->start_mono_ms = now_ms();
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
+	cond_init_monotonic(&c->cv);
 	*out = (struct provider_call *)c;
 	return TE_OK;
 }
@@ -142,13 +142,7 @@ mock_wait(struct mock_call *c, int64_t due_ms)
 
 		if (left <= 0)
 			break;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		deadline_ts(&ts, left);
 		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
 	}
 	cancelled = c->cancelled;

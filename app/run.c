@@ -51,7 +51,7 @@ runner_new(struct runner **out, struct app *app, int max_runs)
 	r->app = app;
 	r->max = max_runs;
 	pthread_mutex_init(&r->mu, NULL);
-	pthread_cond_init(&r->idle, NULL);
+	cond_init_monotonic(&r->idle);
 	*out = r;
 	return TE_OK;
 }
@@ -617,12 +617,7 @@ runner_wait(struct runner *r, int64_t deadline_ms)
 			break;
 		if (left > 100)
 			left = 100;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += left * 1000000;
-		while (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		deadline_ts(&ts, left);
 		pthread_cond_timedwait(&r->idle, &r->mu, &ts);
 	}
 	n = r->active;

@@ -69,7 +69,7 @@ store_open(struct store **out, const struct config *cfg, const char *app_name)
 		return TE_NOMEM;
 	}
 	pthread_mutex_init(&st->mu, NULL);
-	pthread_cond_init(&st->cv, NULL);
+	cond_init_monotonic(&st->cv);
 	*out = st;
 	return TE_OK;
 }
@@ -104,8 +104,7 @@ pgc_acquire(struct store *st, struct pgc **out)
 	struct pgc *c = NULL;
 	char err[256];
 
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += ACQUIRE_WAIT_MS / 1000;
+	deadline_ts(&dl, ACQUIRE_WAIT_MS);
 	pthread_mutex_lock(&st->mu);
 	while (!st->shutdown) {
 		/* Prefer an open connection; else any free slot. */
