@@ -148,7 +148,10 @@ h_runs_create(struct req *r)
 	char err[512];
 	int rc, reserved = 0;
 
-	buf_init(&req, (size_t)cfg->max_body * 2 + 1024);
+	/* The input and model escaped (up to six bytes each), params as json-c writes
+	 * them again (at most twice the body: it escapes '/'). */
+	buf_init(&req, JSON_STR_MAX(cfg->max_input) + JSON_STR_MAX(MODEL_MAX) +
+	    (size_t)cfg->max_body * 2 + 1024);
 	if (idem && !idempotency_key_ok(idem)) {
 		http_error(r, API_BAD_REQUEST, "Idempotency-Key must be 1-%d printable ASCII characters",
 		    IDEMPOTENCY_KEY_MAX);

@@ -108,6 +108,39 @@ def test_nats_restart_mid_run(c):
     # drop at all; with a drop they would resume by Last-Event-ID, same result.)
 
 
+def test_delta_over_max_payload_is_split(c):
+    """A provider chunk whose event exceeds the server's max_payload (here 64 KiB; a
+    provider line can be 1 MiB, and control bytes escape to six) goes out as several
+    deltas under the limit, and the run completes with its exact output. (Before:
+    the publish error was ignored and the generator resent until max_run_s.)"""
+    from tether import Stack
+    st = Stack("test-faults-payload", pods=1, workers=1, env={
+        "TETHER_NATS_MAX_PAYLOAD": "65536", "TETHER_MAX_OUTPUT": "131072"})
+    st.down()
+    st.up()
+    try:
+        with open(os.path.join(st.dir, "nats", "nats.conf")) as f:
+            assert "max_payload: 65536" in f.read().split("\n"), "the NATS server is not limited"
+        api = Client(st.url, st.new_key("payload"))
+        rid = api.run(api.thread(), "big:102400 slow:2x0", model="mock")
+        w = watch(api, rid)
+        s = api.wait_terminal(rid, 30)
+        assert s["status"] == "completed", s
+        out = s["output"]
+        big = "".join("b" if i % 32 == 31 else chr(i % 32 + 1) for i in range(102399)) + " "
+        assert out[:102400] == big, repr(out[:64])
+        assert_one_attempt_text(out[102400:], 2)
+        w.wait(30)
+        assert w.final_status() == "completed", w.kinds()
+        assert w.all_text() == out
+        deltas = [e for e in w.events if e[2] == "delta"]
+        assert len(deltas) > 2 + 6, f"the big chunk was not split: {len(deltas)} deltas"
+        assert max(len(e[3].encode()) for e in deltas) < 65536 - 512, "a delta over the limit"
+        assert w.ids() == [f"1:{i}" for i in range(len(w.events))], w.ids()
+    finally:
+        st.down()
+
+
 def test_nats_back_without_its_store(c):
     """NATS restarts with an empty store (a new volume): readiness recreates the
     stream, new runs stream, and a run that was streaming ends failed, clearly,
