@@ -135,7 +135,8 @@ def test_sigkill_worker_is_replaced(c):
 
 def test_sigterm_pod_exits_cleanly(c):
     master = int(c.stack.pods_state()["pod-2"][1])
-    workers = c.stack.worker_pids("pod-2")
+    workers = wait_until(lambda: (lambda w: w if len(w) == c.stack.workers else None)(
+        c.stack.worker_pids("pod-2")), 20, f"pod-2's {c.stack.workers} workers")
     t0 = time.monotonic()
     c.stack.kill("pod-2", "TERM")
     took = time.monotonic() - t0
@@ -153,7 +154,10 @@ def test_sigterm_pod_exits_cleanly(c):
 
 def test_master_sigkill_workers_do_not_linger(c):
     master = int(c.stack.pods_state()["pod-2"][1])
-    workers = c.stack.worker_pids("pod-2")
+    workers = wait_until(lambda: (lambda w: w if len(w) == c.stack.workers else None)(
+        c.stack.worker_pids("pod-2")), 20, f"pod-2's {c.stack.workers} workers")
+    # Not vacuous: all([]) is True, so the check below needs workers to look at.
+    assert len(workers) == c.stack.workers and master not in workers, (master, workers)
     os.kill(master, signal.SIGKILL)
     wait_until(lambda: all(not os.path.exists(f"/proc/{p}") or open(f"/proc/{p}/stat").read().split()[2] == "Z"
                            for p in workers), 30, "orphaned workers to exit")
