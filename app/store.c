@@ -97,6 +97,23 @@ store_close(struct store *st)
 	free(st);
 }
 
+/* An idle connection has nothing to read: data there is PostgreSQL saying goodbye
+ * (a restart, pg_terminate_backend) or EOF. Found here, before anything is sent,
+ * the connection can be replaced without doubt about what ran on it. */
+static int
+pgc_idle_ok(PGconn *conn)
+{
+	struct pollfd p = { .fd = PQsocket(conn), .events = POLLIN };
+
+	if (PQstatus(conn) != CONNECTION_OK || p.fd < 0)
+		return 0;
+	if (poll(&p, 1, 0) == 0)
+		return 1;
+	if (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK)
+		return 0;
+	return !PQisBusy(conn);
+}
+
 int
 pgc_acquire(struct store *st, struct pgc **out)
 {
@@ -124,7 +141,7 @@ pgc_acquire(struct store *st, struct pgc **out)
 	pthread_mutex_unlock(&st->mu);
 	if (!c)
 		return TE_TIMEOUT;
-	if (c->conn && PQstatus(c->conn) != CONNECTION_OK) {
+	if (c->conn && !pgc_idle_ok(c->conn)) {
 		PQfinish(c->conn);
 		c->conn = NULL;
 	}
@@ -171,14 +188,18 @@ pg_exec(struct pgc *c, int64_t timeout_ms, const char *sql, int nparams,
 		memset(e, 0, sizeof *e);
 	if (res)
 		*res = NULL;
+	c->sent = 0;
 	if (!c->conn)
 		return TE_DB;
+	/* A failed send wrote less than the whole message (its Sync comes last), so
+	 * the server ran nothing; from here on it may have. */
 	if (!PQsendQueryParams(c->conn, sql, nparams, NULL, params, NULL, NULL, 0)) {
 		if (e)
 			snprintf(e->msg, sizeof e->msg, "%s", PQerrorMessage(c->conn));
 		pgc_break(c);
 		return TE_DB;
 	}
+	c->sent = 1;
 	sock = PQsocket(c->conn);
 	for (;;) {
 		while (PQisBusy(c->conn)) {
@@ -262,9 +283,13 @@ st_exec(struct store *st, struct pgc *c, const char *sql, int nparams,
 	char err[256];
 	int rc = pg_exec(c, st->timeout_ms, sql, nparams, params, res, e ? e : &local);
 
-	/* A pooled connection found dead at its first statement (PostgreSQL restarted
-	 * while it sat idle): nothing ran on it, so retry once on a new one. */
-	if (rc == TE_DB && !c->conn && c->stmts == 0 && c->reused) {
+	/* A pooled connection found dead at its first statement before the statement
+	 * left (PostgreSQL restarted while it sat idle, and the send failed): nothing
+	 * ran, so retry once on a new connection. Once sent, the statement may have
+	 * run and committed with only the answer lost: running it again could repeat
+	 * a write, so the error goes to the caller. (Most dead idle connections are
+	 * found before this, in pgc_acquire.) */
+	if (rc == TE_DB && !c->conn && !c->sent && c->stmts == 0 && c->reused) {
 		c->reused = 0;
 		if ((c->conn = pg_connect(st->cfg, st->app_name, 0, err, sizeof err))) {
 			c->opened_ms = now_ms();

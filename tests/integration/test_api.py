@@ -532,6 +532,77 @@ def test_tenant_isolation(c):
     a.post(f"/v1/runs/{rid}/cancel")
 
 
+def test_statement_that_may_have_run_is_not_retried(c):
+    """The store retried a statement once when its pooled connection died, even
+    after the statement had been sent (it may have run: here a trigger's nextval,
+    which no rollback undoes). Now only a statement that never left is retried."""
+    c.stack.psql("""
+        CREATE SEQUENCE IF NOT EXISTS test_retry_probe_seq;
+        CREATE OR REPLACE FUNCTION test_retry_probe() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM nextval('test_retry_probe_seq'); PERFORM pg_sleep(2); RETURN NEW; END $$;
+        DROP TRIGGER IF EXISTS test_retry_probe ON threads;
+        CREATE TRIGGER test_retry_probe BEFORE INSERT ON threads FOR EACH ROW
+          WHEN (NEW.title = 'retry-probe') EXECUTE FUNCTION test_retry_probe();""")
+    try:
+        api = Client(c.stack.url, c.key)
+        for _ in range(20):  # every worker of pod-1 has open (reusable) pooled connections
+            assert api.get("/pod/pod-1/v1/threads?limit=1").status == 200
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=api.post("/pod/pod-1/v1/threads",
+                                                                     {"title": "retry-probe"})))
+        t.start()
+        pid = wait_until(lambda: c.stack.psql(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+            " AND query LIKE 'WITH t AS (INSERT INTO threads%'"), 10, "the insert in its trigger")
+        assert c.stack.psql(f"SELECT pg_terminate_backend({int(pid)})") == "t"
+        t.join(30)
+        assert not t.is_alive(), "POST /v1/threads did not answer"
+        r = out["r"]
+        assert r.status == 503 and r.json["error"]["code"] == "unavailable", r
+        # The statement ran once: no second nextval, and no thread (its transaction died).
+        assert c.stack.psql("SELECT last_value FROM test_retry_probe_seq") == "1"
+        assert c.stack.psql("SELECT count(*) FROM threads WHERE title = 'retry-probe'") == "0"
+    finally:
+        c.stack.psql("DROP TRIGGER IF EXISTS test_retry_probe ON threads;"
+                     " DROP FUNCTION IF EXISTS test_retry_probe(); DROP SEQUENCE IF EXISTS test_retry_probe_seq")
+
+
+def test_tenant_run_limit_is_atomic(c):
+    """Concurrent run creations of one tenant never exceed tenant_max_active_runs
+    (it was check-then-insert: each transaction counted before the others inserted)."""
+    st = Stack("test-integration-limit", pods=2, workers=2, env={"TETHER_TENANT_MAX_ACTIVE_RUNS": "3"})
+    st.down()
+    st.up()
+    try:
+        api = Client(st.url, st.new_key("limit"))
+        n = 16
+        for rnd in range(3):
+            tids = [api.thread() for _ in range(n)]
+            barrier = threading.Barrier(n)
+            res = [None] * n
+
+            def go(i):
+                barrier.wait(10)
+                res[i] = api.post(f"/v1/threads/{tids[i]}/runs", {"input": f"limit {rnd} slow:200x100"})
+
+            ths = [threading.Thread(target=go, args=(i,)) for i in range(n)]
+            for t in ths:
+                t.start()
+            for t in ths:
+                t.join(60)
+            codes = sorted(r.status for r in res)
+            assert codes == [202] * 3 + [429] * (n - 3), f"round {rnd}: {codes}"
+            assert all(r.json["error"]["code"] == "too_many_requests" for r in res if r.status == 429)
+            assert st.psql("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')") == "3"
+            for r in res:
+                if r.status == 202:
+                    assert api.post(f"/v1/runs/{r.json['run_id']}/cancel").status == 200
+            wait_until(lambda: st.psql("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')")
+                       == "0", 20, "the runs to be cancelled")
+    finally:
+        st.down()
+
+
 def test_fifty_concurrent_runs_two_watchers_each(c):
     runs = []
     for i in range(50):
