@@ -46,6 +46,11 @@ store_run_create(struct store *st, const struct run_new *in, struct run_created 
 {
 	static const char lock_thread[] =
 	    "SELECT 1 FROM threads WHERE id = $1 AND tenant_id = $2 FOR UPDATE";
+	/* The tenant's active-run limit is check-then-insert: the count and the insert
+	 * happen under a per-tenant lock held to the end of the transaction, so
+	 * concurrent creations of one tenant count one after another. */
+	static const char lock_tenant[] =
+	    "SELECT pg_advisory_xact_lock(" TENANT_LOCK_CLASS_STR ", hashtext($1::text))";
 	static const char active[] =
 	    "SELECT (SELECT id FROM runs WHERE thread_id = $1 AND status IN ('queued', 'running')),"
 	    " (SELECT count(*) FROM runs WHERE tenant_id = $2 AND status IN ('queued', 'running'))";
@@ -94,6 +99,12 @@ store_run_create(struct store *st, const struct run_new *in, struct run_created 
 		if (rc == TE_OK)
 			goto rollback;          /* replay or mismatch: nothing to write */
 		if (rc != TE_NOTFOUND)
+			goto rollback;
+	}
+	{
+		const char *pt[] = { in->tenant };
+
+		if ((rc = st_exec(st, c, lock_tenant, 1, pt, NULL, NULL)) != TE_OK)
 			goto rollback;
 	}
 	if ((rc = st_exec(st, c, active, 2, p2, &res, NULL)) != TE_OK)
