@@ -212,27 +212,63 @@ fail:
 	return s == NATS_NO_MEMORY ? TE_NOMEM : TE_BUS;
 }
 
+int
+bus_lib_open(void)
+{
+	/* No spinning on nats.c's locks: on a couple of shared cores, spinning threads
+	 * (every generator publishes on the worker's one connection) burn the CPU the
+	 * lock holder needs. */
+	natsStatus s = nats_Open(0);
+
+	if (s != NATS_OK) {
+		tlog(LOG_ERROR, "could not initialize the NATS library: %s", natsStatus_GetText(s));
+		return TE_BUS;
+	}
+	return TE_OK;
+}
+
+/* Stop the gravedigger after destroying what it holds; later burials are
+ * destroyed at once (msg_bury sees grave_started == 0). */
+static void
+grave_stop(struct bus *b)
+{
+	if (!b->grave_started)
+		return;
+	pthread_mutex_lock(&b->grave_mu);
+	b->grave_stop = 1;
+	pthread_cond_signal(&b->grave_cv);
+	pthread_mutex_unlock(&b->grave_mu);
+	pthread_join(b->grave_th, NULL);
+	pthread_mutex_lock(&b->grave_mu);
+	b->grave_started = 0;
+	for (size_t i = 0; i < b->ngrave; i++)
+		natsMsg_Destroy(b->grave[i]);
+	b->ngrave = 0;
+	pthread_mutex_unlock(&b->grave_mu);
+}
+
+void
+bus_shutdown(struct bus *b)
+{
+	if (b && b->nc)
+		natsConnection_Close(b->nc);
+}
+
 void
 bus_close(struct bus *b)
 {
 	if (!b)
 		return;
-	if (b->grave_started) {
-		pthread_mutex_lock(&b->grave_mu);
-		b->grave_stop = 1;
-		pthread_cond_signal(&b->grave_cv);
-		pthread_mutex_unlock(&b->grave_mu);
-		pthread_join(b->grave_th, NULL);
-	}
-	free(b->grave);
+	/* Close first: no control callback, no delivery runs past this point. */
+	if (b->nc)
+		natsConnection_Close(b->nc);
 	if (b->ctl)
 		natsSubscription_Destroy(b->ctl);
 	if (b->js)
 		jsCtx_Destroy(b->js);
-	if (b->nc) {
-		natsConnection_Close(b->nc);
-		natsConnection_Destroy(b->nc);
-	}
+	grave_stop(b);
+	free(b->grave);
+	natsConnection_Destroy(b->nc);
 	natsOptions_Destroy(b->opts);
 	pthread_mutex_destroy(&b->grave_mu);
 	pthread_cond_destroy(&b->grave_cv);

@@ -35,8 +35,19 @@ struct bus_event {
 /* A callback for control messages addressed to this worker (cancel notices). */
 typedef void (*bus_ctl_fn)(void *arg, const char *verb, const char *run_id);
 
+/* Once per process, before any bus_open and before threads that publish: set up
+ * nats.c (no spinning on its locks). */
+int bus_lib_open(void);
 int bus_open(struct bus **out, const struct config *cfg, const char *name);
+/* Free everything. Only when no other thread can touch b any more (a failed
+ * bus_open, a single-threaded program): the connection is closed first, so no
+ * callback runs during the teardown. */
 void bus_close(struct bus *b);
+/* At process exit, with other threads possibly still inside the bus (generators
+ * past the drain deadline, hub consumers, request threads): flush and close the
+ * connection, so that every later call answers "connection closed", and free
+ * nothing. The caller _exits next. */
+void bus_shutdown(struct bus *b);
 int bus_connected(struct bus *b);
 /* Check the stream round trip (readiness): TE_OK or TE_BUS. */
 int bus_ping(struct bus *b, int timeout_ms);
