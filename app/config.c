@@ -75,7 +75,9 @@ static const struct cfg_entry entries[] = {
 	I(worker_heartbeat_ms, "TETHER_WORKER_HEARTBEAT_MS", 100, 60000, 2000,
 	  "worker row heartbeat period (ms), also the liveness connection check"),
 	I(drain_s, "TETHER_DRAIN_S", 0, 3600, 10, "SIGTERM: time runs get to finish (s)"),
-	I(max_attempts, "TETHER_MAX_ATTEMPTS", 1, 100, 3, "attempts before a run fails with too_many_attempts"),
+	I(max_attempts, "TETHER_MAX_ATTEMPTS", 1, 100, 3,
+	  "crashes of the worker generating a run before the run fails with too_many_attempts "
+	  "(pod deaths, drains and outside kills do not count; docs/DESIGN.md)"),
 	I(max_run_s, "TETHER_MAX_RUN_S", 1, 7 * 86400, 3600, "runs older than this are failed by the sweep (s)"),
 	I(pg_grace_s, "TETHER_PG_GRACE_S", 1, 600, 15,
 	  "after a PostgreSQL restart, workers this long to re-take their locks (s)"),

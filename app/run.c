@@ -7,12 +7,15 @@
 #include "bus.h"
 #include "buf.h"
 #include "config.h"
+#include "crash.h"
 #include "err.h"
+#include "fault.h"
 #include "log.h"
 #include "provider.h"
 #include "store.h"
 #include "util.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -602,7 +605,9 @@ gen_main(void *arg)
 	g.run = j->run_id;
 	g.attempt = j->attempt;
 	g.deadline_ms = now_ms() + (int64_t)g.cfg->max_run_s * 1000;
+	crash_generating(j->run_id, j->attempt);        /* a crash of this thread is the run's */
 	gen_run(&g);
+	crash_generating(NULL, 0);
 
 	pthread_mutex_lock(&r->mu);
 	for (struct job **p = &r->jobs; *p; p = &(*p)->next)
@@ -641,7 +646,8 @@ runner_spawn(struct runner *r, const char *run_id, int attempt, enum run_kind ki
 	j->next = r->jobs;
 	r->jobs = j;
 	r->active++;
-	err = pthread_create(&th, &attr, gen_main, j);
+	err = kind == RUN_TAKEOVER && fault_hit("spawn_takeover") ? EAGAIN
+	    : pthread_create(&th, &attr, gen_main, j);
 	if (err) {
 		r->jobs = j->next;
 		r->active--;
@@ -650,7 +656,8 @@ runner_spawn(struct runner *r, const char *run_id, int attempt, enum run_kind ki
 	pthread_attr_destroy(&attr);
 	if (err) {
 		free(j);
-		tlog_run(LOG_ERROR, run_id, attempt, "could not start a generator thread");
+		tlog_run(LOG_ERROR, run_id, attempt, "could not start a generator thread: %s",
+		    strerror(err));
 		return TE_NOMEM;
 	}
 	atomic_fetch_add(&r->app->ctr.runs_started, 1);

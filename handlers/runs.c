@@ -236,8 +236,21 @@ h_runs_create(struct req *r)
 	switch (out.outcome) {
 	case RUN_CREATED:
 		if (runner_spawn(a->runner, out.run_id, 1, RUN_FRESH, 0) != TE_OK) {
-			store_run_finish(a->store, out.run_id, 1, a->worker, "failed", NULL, 0,
-			    "{\"code\":\"internal\",\"message\":\"could not start a generator\"}", NULL);
+			static const char why[] =
+			    "{\"code\":\"internal\",\"message\":\"could not start a generator\"}";
+
+			/* Fail it, fenced; if even that fails, hand it back so that the sweep
+			 * resumes it: never leave it running under this live worker. */
+			rc = store_run_finish(a->store, out.run_id, 1, a->worker, "failed", NULL, 0, why,
+			    NULL);
+			if (rc == TE_OK)
+				run_publish_terminal(a, out.run_id, 1, "failed", why, "final");
+			else if (rc != TE_FENCED &&
+			    (rc = store_run_release(a->store, out.run_id, 1, a->worker)) != TE_OK &&
+			    rc != TE_FENCED)
+				tlog_run(LOG_ERROR, out.run_id, 1, "the run has no generator and could not "
+				    "be failed nor handed back: %s; the sweep fails it after max_run_s",
+				    te_strerror(rc));
 			http_error(r, API_INTERNAL, "the run %s was created but could not start", out.run_id);
 			goto out;
 		}

@@ -141,6 +141,67 @@ def test_delta_over_max_payload_is_split(c):
         st.down()
 
 
+def fault_stack(name, faults, pods=1, workers=2, env=None):
+    """A stack whose pods honour TETHER_FAULTS (app/fault.h): the ASan build of
+    scripts/test is configured with --enable-fault-injection."""
+    from tether import Stack
+    e = {"TETHER_FAULTS": faults}
+    e.update(env or {})
+    st = Stack(name, pods=pods, workers=workers, env=e)
+    st.down()
+    return st
+
+
+def test_failed_fork_does_not_lose_a_worker_slot(c):
+    """The master's first three forks fail (fault injection): each slot is retried
+    with a growing delay and the pod ends with all its workers. (Before, a failed
+    fork left the slot's pid at -1 for good: the pod never got that worker.)"""
+    st = fault_stack("test-faults-fork", "fork:3")
+    try:
+        st.up()
+        wait_until(lambda: len(st.worker_pids("pod-1")) == 2, 30, "pod-1's 2 workers")
+        log = st.log("pod-1")
+        assert log.count("fault injection: fork fails") == 3, \
+            "no injected fork failure: is this the fault-injection build (scripts/build asan)?"
+        assert log.count("could not fork a worker: Resource temporarily unavailable; trying again") == 3, \
+            log[-3000:]
+        assert Client(st.url).get("/pod/pod-1/readyz").status == 200
+    finally:
+        st.down()
+
+
+def test_claimed_run_whose_generator_cannot_start_is_handed_back(c):
+    """A worker claims an orphan and cannot start its generator thread (fault
+    injection: each worker's first takeover spawn fails). It hands the run back,
+    fenced, and the sweep resumes it elsewhere; the run completes exactly. (Before,
+    it stayed 'running' under a live owner with no generator until max_run_s.)"""
+    st = fault_stack("test-faults-spawn", "spawn_takeover:1", pods=2, workers=1,
+                     env={"TETHER_RECOVER_EVERY_S": "1"})
+    try:
+        st.up()
+        api = Client(st.url, st.new_key("spawn"))
+        rid = api.run(api.thread(), "handed back slow:30x100", model="mock")
+        s = wait_until(lambda: (lambda s: s if s["owner"] else None)(api.run_state(rid)), 10, "an owner")
+        other = "pod-2" if s["owner"]["pod"] == "pod-1" else "pod-1"
+        w = Watcher(Client(st.url, api.key), f"/pod/{other}/v1/runs/{rid}/events", reconnect=True,
+                    reconnect_path=f"/v1/runs/{rid}/events")
+        w.start()
+        wait_until(lambda: w.kinds().count("delta") >= 3, 30, "3 deltas")
+        pid = s["owner"]["pid"]
+        os.kill(pid, 9)
+        s = api.wait_terminal(rid, 60)
+        assert s["status"] == "completed", s
+        assert_one_attempt_text(s["output"], 30)
+        log = st.log("pod-1") + st.log("pod-2")
+        assert "fault injection: spawn_takeover fails" in log, \
+            "no injected spawn failure: is this the fault-injection build (scripts/build asan)?"
+        assert f'run={rid}' in log and "handed the run back for another worker to resume" in log, log[-3000:]
+        w.wait(30)
+        assert w.final_status() == "completed" and w.text_after_last_reset() == s["output"], w.kinds()
+    finally:
+        st.down()
+
+
 def test_nats_back_without_its_store(c):
     """NATS restarts with an empty store (a new volume): readiness recreates the
     stream, new runs stream, and a run that was streaming ends failed, clearly,
