@@ -251,6 +251,30 @@ config_check(struct config *cfg, char *err, size_t errlen)
 }
 
 int
+config_fit_fds(struct config *cfg, long nofile, char *msg, size_t msglen)
+{
+	long fixed = (long)cfg->threads + cfg->db_pool + CONFIG_FD_RESERVE, room;
+
+	if (fixed > nofile) {
+		snprintf(msg, msglen, "threads (%d) and db_pool (%d) need %ld file descriptors; the "
+		    "limit is %ld (RLIMIT_NOFILE, at most %d): lower threads", cfg->threads,
+		    cfg->db_pool, fixed, nofile, CONFIG_FD_LIMIT);
+		return -1;
+	}
+	if (!cfg->provider_url[0])
+		return 0;               /* mock runs hold no descriptor */
+	room = (nofile - fixed) / CONFIG_FDS_PER_RUN;
+	if (cfg->max_runs <= room)
+		return 0;
+	snprintf(msg, msglen, "max_runs %d would need %ld file descriptors with threads %d and "
+	    "db_pool %d; the limit is %ld (RLIMIT_NOFILE, at most %d): using max_runs %ld",
+	    cfg->max_runs, fixed + (long)cfg->max_runs * CONFIG_FDS_PER_RUN, cfg->threads,
+	    cfg->db_pool, nofile, CONFIG_FD_LIMIT, room > 0 ? room : 1);
+	cfg->max_runs = room > 0 ? (int)room : 1;
+	return 1;
+}
+
+int
 config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
 	config_defaults(cfg);

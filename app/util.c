@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static int64_t
@@ -58,6 +59,21 @@ cond_init_monotonic(pthread_cond_t *cv)
 		rc = pthread_cond_init(cv, &attr);
 	pthread_condattr_destroy(&attr);
 	return rc;
+}
+
+long
+nofile_cap(long max)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -1;
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)max) {
+		rl.rlim_cur = (rlim_t)max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || getrlimit(RLIMIT_NOFILE, &rl) < 0)
+			return -1;
+	}
+	return rl.rlim_cur == RLIM_INFINITY ? max : (long)rl.rlim_cur;
 }
 
 int

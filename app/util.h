@@ -24,6 +24,10 @@ void sleep_ms(int64_t ms);
 void deadline_ts(struct timespec *ts, int64_t ms);
 int cond_init_monotonic(pthread_cond_t *cv);
 
+/* Lower the soft RLIMIT_NOFILE to at most max (the hard limit is left alone);
+ * returns the soft limit in force afterwards, or -1 when it cannot be read. */
+long nofile_cap(long max);
+
 /* Lower-case canonical UUID text (8-4-4-4-12 hex). Upper case is rejected:
  * ids are lower-case text by contract. */
 int uuid_valid(const char *s);

@@ -202,6 +202,49 @@ def test_claimed_run_whose_generator_cannot_start_is_handed_back(c):
         st.down()
 
 
+def test_documented_maximum_settings_stay_under_1024_descriptors(c):
+    """libfcgi select()s on connections it closes: a descriptor at or past 1024
+    overflows its fd_set. At the maxima tetherd --help documents, with a provider
+    configured and a process limit far above 1024, the pod lowers its soft
+    RLIMIT_NOFILE to 1024 and max_runs to what fits, and serves."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard == resource.RLIM_INFINITY or hard > 4096, \
+        f"this test needs a hard RLIMIT_NOFILE above 4096 to start pods with (hard {hard})"
+    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    from tether import Stack
+    st = Stack("test-faults-fds", pods=1, workers=1, env={
+        "TETHER_THREADS": "900", "TETHER_MAX_WATCHERS": "896", "TETHER_MAX_RUNS": "4096",
+        "TETHER_DB_POOL": "64", "TETHER_PROVIDER_URL": "http://127.0.0.1:9/v1"})
+    try:
+        st.down()
+        st.up()
+        master = int(st.pods_state()["pod-1"][1])
+        workers = wait_until(lambda: st.worker_pids("pod-1"), 20, "pod-1's worker")
+        for pid in [master] + workers:
+            with open(f"/proc/{pid}/limits") as f:
+                line = [l for l in f if l.startswith("Max open files")][0].split()
+            assert line[3] == "1024", f"process {pid}: {line}"
+        assert "max_runs 4096 would need" in st.log("pod-1") and "using max_runs 9" in st.log("pod-1"), \
+            st.log("pod-1")[-2000:]
+        api = Client(st.url, st.new_key("fds"))
+        rid = api.run(api.thread(), "under the cap slow:3x10", model="mock")
+        s = api.wait_terminal(rid, 30)
+        assert s["status"] == "completed", s
+        # Streams: many open at once, every descriptor below 1024.
+        ws = [watch(api, rid) for _ in range(50)]
+        for w in ws:
+            w.wait(30)
+            assert w.final_status() == "completed"
+        for pid in workers:
+            fds = [int(x) for x in os.listdir(f"/proc/{pid}/fd")]
+            assert fds and max(fds) < 1024, max(fds)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        st.down()
+
+
 def test_nats_back_without_its_store(c):
     """NATS restarts with an empty store (a new volume): readiness recreates the
     stream, new runs stream, and a run that was streaming ends failed, clearly,
