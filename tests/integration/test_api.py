@@ -152,6 +152,39 @@ def test_sigterm_pod_exits_cleanly(c):
     assert c.stack.pods_state()["pod-2"][0] == "up"
 
 
+def test_sigterm_with_runs_and_streams_in_flight_exits_cleanly(c):
+    """SIGTERM a pod whose workers generate runs longer than the drain (3 s) and
+    serve their streams: generators are aborted at the deadline, hub consumers and
+    request threads may still be inside the bus when the worker leaves. The worker
+    must exit without touching freed memory (this daemon runs under ASan; the
+    suite's teardown fails on any report in a pod log) and the runs go on
+    elsewhere."""
+    runs = []
+    for i in range(8):
+        tid = c.api.thread()
+        r = Client(c.stack.url, c.key).post(f"/pod/pod-2/v1/threads/{tid}/runs",
+                                             {"input": f"in flight {i} slow:60x100"})
+        assert r.status == 202, r
+        runs.append(r.json["run_id"])
+    ws = [PodWatcher(c, "pod-2", rid) for rid in runs]
+    for w in ws:
+        w.start()
+    wait_until(lambda: all(w.kinds().count("delta") >= 2 for w in ws), 30, "2 deltas on every stream")
+    workers = c.stack.worker_pids("pod-2")
+    assert len(workers) == c.stack.workers, workers
+    c.stack.kill("pod-2", "TERM")
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}"), f"worker {pid} still there"
+    log = c.stack.log("pod-2")
+    assert log.count("drained; exiting") >= len(workers) and "did not stop in time" not in log, log[-3000:]
+    assert c.stack.sanitizer_reports() == [], c.stack.sanitizer_reports()
+    c.stack.start("pod-2")
+    for rid in runs:
+        s = c.api.wait_terminal(rid, 90)
+        assert s["status"] == "completed" and s["attempt"] >= 2, s
+        assert_one_attempt_text(s["output"], 60)
+
+
 def test_master_sigkill_workers_do_not_linger(c):
     master = int(c.stack.pods_state()["pod-2"][1])
     workers = wait_until(lambda: (lambda w: w if len(w) == c.stack.workers else None)(
