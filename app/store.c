@@ -97,9 +97,10 @@ store_close(struct store *st)
 	free(st);
 }
 
-/* An idle connection has nothing to read: data there is PostgreSQL saying goodbye
- * (a restart, pg_terminate_backend) or EOF. Found here, before anything is sent,
- * the connection can be replaced without doubt about what ran on it. */
+/* An idle pooled connection has nothing to read: anything there is PostgreSQL
+ * saying goodbye (a restart's FATAL message, pg_terminate_backend) or EOF, or at
+ * worst a notice nobody needs. Either way the connection is replaced here, before
+ * anything is sent on it, without doubt about what ran. */
 static int
 pgc_idle_ok(PGconn *conn)
 {
@@ -107,11 +108,7 @@ pgc_idle_ok(PGconn *conn)
 
 	if (PQstatus(conn) != CONNECTION_OK || p.fd < 0)
 		return 0;
-	if (poll(&p, 1, 0) == 0)
-		return 1;
-	if (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK)
-		return 0;
-	return !PQisBusy(conn);
+	return poll(&p, 1, 0) == 0;
 }
 
 int
