@@ -6,8 +6,10 @@
 #include "log.h"
 #include "util.h"
 
+#include <json-c/json.h>
 #include <nats/nats.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,10 @@
 #define SUBJECT_PREFIX "tether.ev."
 #define LIVE_PREFIX "tether.live."
 #define LIVE_CLOSE_MS 10000
+/* Room for an event's headers within max_payload: Tether-Event/-Attempt/-Seq/-End,
+ * Nats-Msg-Id (a run id and two numbers, or a reason) and the expected sequence
+ * take under 300 bytes; the rest is margin. */
+#define HEADER_ROOM 1024
 #define CTL_PREFIX "tether.ctl."
 
 /* nats.c hands every destroyed message to its garbage-collector thread and wakes
@@ -128,12 +134,7 @@ gravedigger(void *arg)
 		struct timespec ts;
 		size_t n;
 
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += GRAVE_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		deadline_ts(&ts, GRAVE_MS);
 		if (!b->grave_stop)
 			pthread_cond_timedwait(&b->grave_cv, &b->grave_mu, &ts);
 		n = b->ngrave;
@@ -177,7 +178,7 @@ bus_open(struct bus **out, const struct config *cfg, const char *name)
 		return TE_NOMEM;
 	b->cfg = cfg;
 	pthread_mutex_init(&b->grave_mu, NULL);
-	pthread_cond_init(&b->grave_cv, NULL);
+	cond_init_monotonic(&b->grave_cv);
 	if ((b->grave = calloc(GRAVE_MAX, sizeof *b->grave)) &&
 	    pthread_create(&b->grave_th, NULL, gravedigger, b) == 0)
 		b->grave_started = 1;
@@ -223,27 +224,63 @@ fail:
 	return s == NATS_NO_MEMORY ? TE_NOMEM : TE_BUS;
 }
 
+int
+bus_lib_open(void)
+{
+	/* No spinning on nats.c's locks: on a couple of shared cores, spinning threads
+	 * (every generator publishes on the worker's one connection) burn the CPU the
+	 * lock holder needs. */
+	natsStatus s = nats_Open(0);
+
+	if (s != NATS_OK) {
+		tlog(LOG_ERROR, "could not initialize the NATS library: %s", natsStatus_GetText(s));
+		return TE_BUS;
+	}
+	return TE_OK;
+}
+
+/* Stop the gravedigger after destroying what it holds; later burials are
+ * destroyed at once (msg_bury sees grave_started == 0). */
+static void
+grave_stop(struct bus *b)
+{
+	if (!b->grave_started)
+		return;
+	pthread_mutex_lock(&b->grave_mu);
+	b->grave_stop = 1;
+	pthread_cond_signal(&b->grave_cv);
+	pthread_mutex_unlock(&b->grave_mu);
+	pthread_join(b->grave_th, NULL);
+	pthread_mutex_lock(&b->grave_mu);
+	b->grave_started = 0;
+	for (size_t i = 0; i < b->ngrave; i++)
+		natsMsg_Destroy(b->grave[i]);
+	b->ngrave = 0;
+	pthread_mutex_unlock(&b->grave_mu);
+}
+
+void
+bus_shutdown(struct bus *b)
+{
+	if (b && b->nc)
+		natsConnection_Close(b->nc);
+}
+
 void
 bus_close(struct bus *b)
 {
 	if (!b)
 		return;
-	if (b->grave_started) {
-		pthread_mutex_lock(&b->grave_mu);
-		b->grave_stop = 1;
-		pthread_cond_signal(&b->grave_cv);
-		pthread_mutex_unlock(&b->grave_mu);
-		pthread_join(b->grave_th, NULL);
-	}
-	free(b->grave);
+	/* Close first: no control callback, no delivery runs past this point. */
+	if (b->nc)
+		natsConnection_Close(b->nc);
 	if (b->ctl)
 		natsSubscription_Destroy(b->ctl);
 	if (b->js)
 		jsCtx_Destroy(b->js);
-	if (b->nc) {
-		natsConnection_Close(b->nc);
-		natsConnection_Destroy(b->nc);
-	}
+	grave_stop(b);
+	free(b->grave);
+	natsConnection_Destroy(b->nc);
 	natsOptions_Destroy(b->opts);
 	pthread_mutex_destroy(&b->grave_mu);
 	pthread_cond_destroy(&b->grave_cv);
@@ -410,6 +447,12 @@ bus_publish(struct bus *b, const char *run_id, int attempt, int64_t seq, enum bu
 		jsPubAck_Destroy(pa);
 		if (ec == JSStreamWrongLastSequenceErr)
 			return TE_FENCED;
+		if (s == NATS_MAX_PAYLOAD || ec == JSStreamMessageExceedsMaximumErr) {
+			tlog_run(LOG_ERROR, run_id, attempt, "could not publish %s %lld: %zu bytes of "
+			    "data exceed the server's max_payload (%lld bytes)", bus_ev_name(type),
+			    (long long)seq, len, (long long)natsConnection_GetMaxPayload(b->nc));
+			return TE_TOOLARGE;
+		}
 		if (s == NATS_NO_RESPONDERS || ec == JSStreamNotFoundErr) {
 			/* No stream for the subject: NATS lost its store (a new volume, say).
 			 * Create it again; the retry below publishes into it. */
@@ -443,7 +486,19 @@ struct bus_pub {
 	char *data;
 	size_t len, cap;
 	int64_t sent_ms;
+	char err[256];                  /* why the event was given up ("": it was not) */
 };
+
+size_t
+bus_max_data(struct bus *b)
+{
+	int64_t max;
+
+	if (!b || !b->nc)
+		return 0;
+	max = natsConnection_GetMaxPayload(b->nc);
+	return max > HEADER_ROOM ? (size_t)(max - HEADER_ROOM) : 0;
+}
 
 int
 bus_pub_open(struct bus *b, struct bus_pub **out)
@@ -485,6 +540,33 @@ bus_pub_inflight(const struct bus_pub *p)
 	return p->inflight;
 }
 
+const char *
+bus_pub_error(const struct bus_pub *p)
+{
+	return p->err;
+}
+
+/* Give the event in flight up: retrying cannot make it succeed. */
+static int
+pub_give_up(struct bus_pub *p, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+pub_give_up(struct bus_pub *p, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(p->err, sizeof p->err, fmt, ap);
+	va_end(ap);
+	p->inflight = 0;
+	tlog(LOG_ERROR, "could not publish to %s: %s", p->subject, p->err);
+	return rc;
+}
+
+/* Send the event in flight. TE_OK: sent, or not sent for a reason a resend may
+ * fix (disconnected, the reconnect buffer full): bus_pub_settle resends it.
+ * Otherwise the event is given up (see pub_give_up). */
 static int
 pub_transmit(struct bus_pub *p)
 {
@@ -513,7 +595,14 @@ pub_transmit(struct bus_pub *p)
 		s = natsConnection_PublishMsg(p->b->nc, m);
 	msg_bury(p->b, m);
 	p->sent_ms = now_ms();
-	return s == NATS_OK ? TE_OK : s == NATS_NO_MEMORY ? TE_NOMEM : TE_BUS;
+	if (s == NATS_OK || retryable(s) || s == NATS_INSUFFICIENT_BUFFER)
+		return TE_OK;
+	if (s == NATS_MAX_PAYLOAD)
+		return pub_give_up(p, TE_TOOLARGE, "the %s event (%zu bytes of data) exceeds the "
+		    "server's max_payload (%lld bytes)", bus_ev_name(p->type), p->len,
+		    (long long)natsConnection_GetMaxPayload(p->b->nc));
+	return pub_give_up(p, s == NATS_NO_MEMORY ? TE_NOMEM : TE_BUS, "the %s event: %s",
+	    bus_ev_name(p->type), natsStatus_GetText(s));
 }
 
 int
@@ -522,6 +611,7 @@ bus_pub_send(struct bus_pub *p, const char *run_id, int attempt, int64_t seq, en
 {
 	if (p->inflight)
 		return TE_INVAL;
+	p->err[0] = '\0';
 	if (len + 1 > p->cap) {
 		char *d = realloc(p->data, len + 1);
 
@@ -544,35 +634,57 @@ bus_pub_send(struct bus_pub *p, const char *run_id, int attempt, int64_t seq, en
 	snprintf(p->sbuf, sizeof p->sbuf, "%lld", (long long)seq);
 	snprintf(p->ebuf, sizeof p->ebuf, "%lld", (long long)end);
 	p->inflight = 1;
-	/* A send that fails (disconnected) is sent again by bus_pub_settle. */
-	pub_transmit(p);
-	return TE_OK;
+	return pub_transmit(p);
 }
 
-/* A JetStream PubAck: {"stream":..,"seq":N[,"duplicate":true]} or {"error":{..,"err_code":E}}. */
+/* A JetStream PubAck: {"stream":..,"seq":N[,"duplicate":true]} or
+ * {"error":{"code":C,"err_code":E,"description":D}}. Returns 0 with *sseq (a
+ * stored event) or *err_code != 0 (a refusal, D copied to desc); -1 when the
+ * reply is neither. */
 static int
-pub_ack_parse(const char *d, int n, uint64_t *sseq, int *err_code)
+pub_ack_parse(const char *d, int n, uint64_t *sseq, int *err_code, char *desc, size_t desclen)
 {
-	char buf[512];
-	const char *e, *q;
+	struct json_tokener *tok;
+	struct json_object *o, *e, *v;
+	int rc = -1;
 
-	if (!d || n <= 0 || n >= (int)sizeof buf)
+	if (!d || n <= 0 || !(tok = json_tokener_new()))
 		return -1;
-	memcpy(buf, d, (size_t)n);
-	buf[n] = '\0';
+	o = json_tokener_parse_ex(tok, d, n);
+	if (!o || json_tokener_get_error(tok) != json_tokener_success ||
+	    !json_object_is_type(o, json_type_object))
+		goto out;
 	*err_code = 0;
-	if ((e = strstr(buf, "\"err_code\":"))) {
-		*err_code = atoi(e + 11);
-		return 0;
-	}
-	if (strstr(buf, "\"error\"")) {
+	desc[0] = '\0';
+	if (json_object_object_get_ex(o, "error", &e)) {
 		*err_code = -1;
-		return 0;
+		if (json_object_is_type(e, json_type_object)) {
+			if (json_object_object_get_ex(e, "err_code", &v) &&
+			    json_object_is_type(v, json_type_int) && json_object_get_int(v) > 0)
+				*err_code = json_object_get_int(v);
+			if (json_object_object_get_ex(e, "description", &v) &&
+			    json_object_is_type(v, json_type_string))
+				snprintf(desc, desclen, "%s", json_object_get_string(v));
+		}
+		rc = 0;
+		goto out;
 	}
-	if (!(q = strstr(buf, "\"seq\":")))
-		return -1;
-	*sseq = strtoull(q + 6, NULL, 10);
-	return *sseq > 0 ? 0 : -1;
+	if (json_object_object_get_ex(o, "seq", &v) && json_object_is_type(v, json_type_int) &&
+	    json_object_get_int64(v) > 0) {
+		*sseq = (uint64_t)json_object_get_int64(v);
+		rc = 0;
+	}
+out:
+	json_object_put(o);
+	json_tokener_free(tok);
+	return rc;
+}
+
+/* JetStream refusals that the same message will meet again. */
+static int
+ack_err_final(int code)
+{
+	return code == JSStreamMessageExceedsMaximumErr;
 }
 
 int
@@ -584,6 +696,7 @@ bus_pub_settle(struct bus_pub *p, int64_t deadline_ms, uint64_t *sseq)
 		int64_t left = deadline_ms - now_ms(), wait;
 		natsMsg *m = NULL;
 		natsStatus s;
+		int rc;
 
 		if (left <= 0)
 			return TE_TIMEOUT;
@@ -594,6 +707,7 @@ bus_pub_settle(struct bus_pub *p, int64_t deadline_ms, uint64_t *sseq)
 		if (s == NATS_OK) {
 			const char *subj = natsMsg_GetSubject(m);
 			const char *dot = subj ? strrchr(subj, '.') : NULL;
+			char desc[160];
 			uint64_t seq = 0;
 			int code = 0;
 
@@ -607,17 +721,25 @@ bus_pub_settle(struct bus_pub *p, int64_t deadline_ms, uint64_t *sseq)
 				bus_stream_ensure(p->b);
 				goto resend;
 			}
-			if (pub_ack_parse(natsMsg_GetData(m), natsMsg_GetDataLength(m), &seq, &code) < 0) {
-				msg_bury(p->b, m);
+			rc = pub_ack_parse(natsMsg_GetData(m), natsMsg_GetDataLength(m), &seq, &code, desc,
+			    sizeof desc);
+			msg_bury(p->b, m);
+			if (rc < 0) {
+				tlog(LOG_WARN, "JetStream answered a publish to %s with an unreadable "
+				    "acknowledgement; sending it again", p->subject);
 				goto resend;
 			}
-			msg_bury(p->b, m);
 			if (code == JSStreamWrongLastSequenceErr) {
 				p->inflight = 0;
 				return TE_FENCED;
 			}
+			if (ack_err_final(code))
+				return pub_give_up(p, TE_TOOLARGE, "JetStream refused the %s event "
+				    "(%zu bytes of data): %s (error %d)", bus_ev_name(p->type), p->len,
+				    desc[0] ? desc : "too large", code);
 			if (code != 0) {
-				tlog(LOG_WARN, "JetStream refused a publish (error %d); retrying", code);
+				tlog(LOG_WARN, "JetStream refused a publish to %s: %s (error %d); retrying",
+				    p->subject, desc[0] ? desc : "no description", code);
 				goto resend;
 			}
 			p->inflight = 0;
@@ -631,7 +753,8 @@ resend:
 		 * JetStream store it once and ack the original sequence. */
 		if (backoff < 1000)
 			backoff *= 2;
-		pub_transmit(p);
+		if ((rc = pub_transmit(p)) != TE_OK)
+			return rc;
 	}
 	return TE_OK;
 }

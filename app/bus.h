@@ -39,8 +39,19 @@ struct bus_event {
 /* A callback for control messages addressed to this worker (cancel notices). */
 typedef void (*bus_ctl_fn)(void *arg, const char *verb, const char *run_id);
 
+/* Once per process, before any bus_open and before threads that publish: set up
+ * nats.c (no spinning on its locks). */
+int bus_lib_open(void);
 int bus_open(struct bus **out, const struct config *cfg, const char *name);
+/* Free everything. Only when no other thread can touch b any more (a failed
+ * bus_open, a single-threaded program): the connection is closed first, so no
+ * callback runs during the teardown. */
 void bus_close(struct bus *b);
+/* At process exit, with other threads possibly still inside the bus (generators
+ * past the drain deadline, hub consumers, request threads): flush and close the
+ * connection, so that every later call answers "connection closed", and free
+ * nothing. The caller _exits next. */
+void bus_shutdown(struct bus *b);
 int bus_connected(struct bus *b);
 /* Check the stream round trip (readiness): TE_OK or TE_BUS. */
 int bus_ping(struct bus *b, int timeout_ms);
@@ -60,14 +71,24 @@ int bus_publish(struct bus *b, const char *run_id, int attempt, int64_t seq, enu
 struct bus_pub;
 int bus_pub_open(struct bus *b, struct bus_pub **out);
 void bus_pub_close(struct bus_pub *p);
-/* Send one event (as bus_publish); fails with TE_INVAL if one is still in flight. */
+/* Send one event (as bus_publish); fails with TE_INVAL if one is still in flight.
+ * A send that retrying cannot fix (TE_TOOLARGE: over the server's max_payload;
+ * TE_BUS: refused) returns at once with nothing in flight; bus_pub_error says why.
+ * Trouble that a resend may fix (disconnected) leaves the event in flight. */
 int bus_pub_send(struct bus_pub *p, const char *run_id, int attempt, int64_t seq, enum bus_ev type,
     int64_t end, const char *msg_id, const char *data, size_t len, uint64_t expect);
 /* Wait for the ack of the event in flight, resending it (same Nats-Msg-Id) after
- * connection trouble until deadline_ms. TE_OK with *sseq; TE_FENCED; TE_TIMEOUT.
+ * connection trouble until deadline_ms. TE_OK with *sseq; TE_FENCED; TE_TIMEOUT;
+ * TE_TOOLARGE or TE_BUS when JetStream or the client refuses the event for good
+ * (nothing is in flight then; bus_pub_error says why).
  * With nothing in flight: TE_OK and *sseq untouched. */
 int bus_pub_settle(struct bus_pub *p, int64_t deadline_ms, uint64_t *sseq);
 int bus_pub_inflight(const struct bus_pub *p);
+/* Why the last send or settle failed for good ("" when it did not); owned by p. */
+const char *bus_pub_error(const struct bus_pub *p);
+/* The largest event data (bytes) one publish may carry: the server's max_payload
+ * less room for tether's headers. 0 when not connected. */
+size_t bus_max_data(struct bus *b);
 
 /* The last event of a run; TE_NOTFOUND when the subject is empty. Release it. */
 int bus_last(struct bus *b, const char *run_id, struct bus_event *ev);

@@ -78,7 +78,9 @@ static const struct cfg_entry entries[] = {
 	I(worker_heartbeat_ms, "TETHER_WORKER_HEARTBEAT_MS", 100, 60000, 2000,
 	  "worker row heartbeat period (ms), also the liveness connection check"),
 	I(drain_s, "TETHER_DRAIN_S", 0, 3600, 10, "SIGTERM: time runs get to finish (s)"),
-	I(max_attempts, "TETHER_MAX_ATTEMPTS", 1, 100, 3, "attempts before a run fails with too_many_attempts"),
+	I(max_attempts, "TETHER_MAX_ATTEMPTS", 1, 100, 3,
+	  "crashes of the worker generating a run before the run fails with too_many_attempts "
+	  "(pod deaths, drains and outside kills do not count; docs/DESIGN.md)"),
 	I(max_run_s, "TETHER_MAX_RUN_S", 1, 7 * 86400, 3600, "runs older than this are failed by the sweep (s)"),
 	I(pg_grace_s, "TETHER_PG_GRACE_S", 1, 600, 15,
 	  "after a PostgreSQL restart, workers this long to re-take their locks (s)"),
@@ -243,6 +245,30 @@ config_check(struct config *cfg, char *err, size_t errlen)
 		}
 	}
 	return 0;
+}
+
+int
+config_fit_fds(struct config *cfg, long nofile, char *msg, size_t msglen)
+{
+	long fixed = (long)cfg->threads + cfg->db_pool + CONFIG_FD_RESERVE, room;
+
+	if (fixed > nofile) {
+		snprintf(msg, msglen, "threads (%d) and db_pool (%d) need %ld file descriptors; the "
+		    "limit is %ld (RLIMIT_NOFILE, at most %d): lower threads", cfg->threads,
+		    cfg->db_pool, fixed, nofile, CONFIG_FD_LIMIT);
+		return -1;
+	}
+	if (!cfg->provider_url[0])
+		return 0;               /* mock runs hold no descriptor */
+	room = (nofile - fixed) / CONFIG_FDS_PER_RUN;
+	if (cfg->max_runs <= room)
+		return 0;
+	snprintf(msg, msglen, "max_runs %d would need %ld file descriptors with threads %d and "
+	    "db_pool %d; the limit is %ld (RLIMIT_NOFILE, at most %d): using max_runs %ld",
+	    cfg->max_runs, fixed + (long)cfg->max_runs * CONFIG_FDS_PER_RUN, cfg->threads,
+	    cfg->db_pool, nofile, CONFIG_FD_LIMIT, room > 0 ? room : 1);
+	cfg->max_runs = room > 0 ? (int)room : 1;
+	return 1;
 }
 
 int

@@ -66,6 +66,24 @@ void config_defaults(struct config *cfg);
 void config_usage(FILE *fp, const char *prog);
 /* Set one value by its name (as in --name); for tests and the CLI. */
 int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t errlen);
+/* File descriptors. libfcgi select()s on the connections it accepts and closes, and
+ * select() cannot see a descriptor at or past FD_SETSIZE (1024): tetherd lowers its
+ * soft RLIMIT_NOFILE to CONFIG_FD_LIMIT at start (nofile_cap), and every descriptor
+ * a worker may hold besides its open streams must fit under it (a worker raises
+ * its soft limit again for the stream loop, whose streams move above 1024; the
+ * accept path refuses a connection that would land there): one connection per
+ * request thread, the
+ * database pool, CONFIG_FD_RESERVE for the rest (stdio, the listening socket, the
+ * liveness connection, NATS, curl's and libc's own), and with a provider
+ * configured CONFIG_FDS_PER_RUN per generating run (a connection and curl's
+ * wakeup pair). */
+#define CONFIG_FD_LIMIT 1024
+#define CONFIG_FD_RESERVE 32
+#define CONFIG_FDS_PER_RUN 3
+/* Fit the settings under nofile descriptors: 0 when they fit; 1 when max_runs was
+ * lowered to fit (msg says so); -1 when threads and db_pool alone do not fit
+ * (msg says why). */
+int config_fit_fds(struct config *cfg, long nofile, char *msg, size_t msglen);
 /* Print every value (secrets masked) as name=value lines. */
 void config_dump(const struct config *cfg, FILE *fp);
 

@@ -3,6 +3,8 @@
  * a drain on SIGTERM. Single-threaded on purpose: it forks. */
 #include "master.h"
 #include "config.h"
+#include "crash.h"
+#include "fault.h"
 #include "log.h"
 #include "util.h"
 #include "worker.h"
@@ -100,20 +102,46 @@ master_listen(const char *addr, char *err, size_t errlen)
 }
 
 static pid_t
-spawn(const struct config *cfg, int fd, sigset_t *oldmask)
+spawn(const struct config *cfg, int fd, sigset_t *oldmask, struct crash_slot *cs)
 {
-	pid_t master = getpid(), pid = fork();
+	pid_t master = getpid(), pid;
 
+	if (fault_hit("fork")) {
+		errno = EAGAIN;
+		pid = -1;
+	} else {
+		pid = fork();
+	}
 	if (pid == 0) {
 		sigprocmask(SIG_SETMASK, oldmask, NULL);
 		signal(SIGCHLD, SIG_DFL);
-		_exit(worker_main(cfg, fd, master));
+		_exit(worker_main(cfg, fd, master, cs));
 	}
-	if (pid < 0)
-		tlog(LOG_ERROR, "fork failed: %s", strerror(errno));
-	else
+	if (pid > 0)
 		tlog(LOG_INFO, "started worker process %d", (int)pid);
 	return pid;
+}
+
+/* Start slot i's worker. A failed fork (out of processes or memory) leaves the
+ * slot empty with a respawn due after a growing delay, like a worker that died
+ * at once: the slot is never lost. */
+static void
+slot_start(const struct config *cfg, struct slot *sl, int fd, sigset_t *oldmask,
+    struct crash_slot *cs)
+{
+	int64_t now = now_ms();
+
+	sl->pid = spawn(cfg, fd, oldmask, cs);
+	sl->started_ms = now;
+	sl->respawn_at_ms = 0;
+	if (sl->pid > 0)
+		return;
+	sl->pid = 0;
+	sl->delay_ms = sl->delay_ms * 2 > MAX_RESPAWN_DELAY_MS ? MAX_RESPAWN_DELAY_MS
+	    : sl->delay_ms * 2;
+	sl->respawn_at_ms = now + sl->delay_ms;
+	tlog(LOG_ERROR, "could not fork a worker: %s; trying again in %lld ms", strerror(errno),
+	    (long long)sl->delay_ms);
 }
 
 static void
@@ -180,6 +208,7 @@ int
 master_run(const struct config *cfg)
 {
 	struct slot slots[MAX_WORKERS];
+	struct crash_slot *crashes;
 	sigset_t set, old;
 	char err[256];
 	int fd, n = cfg->workers;
@@ -196,11 +225,16 @@ master_run(const struct config *cfg)
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, &old);
 	memset(slots, 0, sizeof slots);
+	/* One poison-run record per slot, shared with its workers (docs/DESIGN.md). */
+	if (!(crashes = crash_slots_map(n)))
+		tlog(LOG_WARN, "could not map the crash records (%s): crashes will not count "
+		    "toward max_attempts", strerror(errno));
 	tlog(LOG_INFO, "pod %s listening on %s with %d workers", cfg->pod, cfg->listen, n);
 	for (int i = 0; i < n; i++) {
-		slots[i].pid = spawn(cfg, fd, &old);
-		slots[i].started_ms = now_ms();
-		slots[i].delay_ms = 250;
+		slots[i].delay_ms = 125;
+		slot_start(cfg, &slots[i], fd, &old, crashes ? &crashes[i] : NULL);
+		if (slots[i].pid > 0)
+			slots[i].delay_ms = 250;
 	}
 	for (;;) {
 		struct timespec ts = { 0, 200 * 1000000 };
@@ -230,14 +264,15 @@ master_run(const struct config *cfg)
 				    ? slots[i].delay_ms : 0);
 				tlog(LOG_WARN, "worker %d %s; starting a new worker%s", (int)pid, why,
 				    slots[i].respawn_at_ms > now ? " after a delay" : "");
+				if (crashes && crash_slot_reaped(&crashes[i], status))
+					tlog(LOG_WARN, "worker %d crashed generating run %s (attempt %d); "
+					    "the next worker charges the run a crash", (int)pid,
+					    crashes[i].run_id, crashes[i].attempt);
 			}
 		}
 		for (int i = 0; i < n; i++) {
-			if (slots[i].pid == 0 && slots[i].respawn_at_ms && now >= slots[i].respawn_at_ms) {
-				slots[i].pid = spawn(cfg, fd, &old);
-				slots[i].started_ms = now_ms();
-				slots[i].respawn_at_ms = 0;
-			}
+			if (slots[i].pid == 0 && slots[i].respawn_at_ms && now >= slots[i].respawn_at_ms)
+				slot_start(cfg, &slots[i], fd, &old, crashes ? &crashes[i] : NULL);
 		}
 	}
 }

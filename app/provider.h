@@ -74,6 +74,8 @@ struct mock_spec {
 	long fail_after;        /* fail:<K>, -1 when absent */
 	int emit;               /* emit: chunk-<i>@<unix us> */
 	int history;            /* history: first chunk describes the conversation */
+	long big;               /* big:<N>: a first chunk of N bytes that escape to ~6N, 0 when absent */
+	long crash_at;          /* crash:<K>: the worker aborts at chunk K, 0 when absent */
 };
 void mock_parse(const char *input, struct mock_spec *spec);
 

@@ -1,6 +1,8 @@
 /* provider_mock.c - the deterministic model of API.md, for tests, demos and benchmarks.
  * Chunk i (1-based) is due at call start + i * MS and reads
- * "t<call-start unix ms> chunk-<i> ", or "chunk-<i>@<unix us> " with emit. */
+ * "t<call-start unix ms> chunk-<i> ", or "chunk-<i>@<unix us> " with emit.
+ * big:<N> sends an N-byte chunk of control bytes first; crash:<K> aborts the
+ * process at chunk K (a poison run, for the max_attempts policy). */
 #include "provider.h"
 #include "err.h"
 #include "util.h"
@@ -13,6 +15,7 @@
 
 #define MOCK_MAX_CHUNKS 100000
 #define MOCK_MAX_INTERVAL_MS 600000
+#define MOCK_MAX_BIG (4L << 20)
 
 struct mock_call {
 	struct provider_call_base base;
@@ -22,6 +25,7 @@ struct mock_call {
 	int64_t start_mono_ms;
 	long sent;
 	int history_sent;
+	int big_sent;
 	pthread_mutex_t mu;             /* guards cancelled */
 	pthread_cond_t cv;
 	int cancelled;
@@ -105,6 +109,24 @@ mock_parse(const char *input, struct mock_spec *spec)
 			break;
 		}
 	}
+	spec->big = 0;
+	spec->crash_at = 0;
+	for (p = find_word(input, input, "big:", 0); p; p = find_word(input, p + 1, "big:", 0)) {
+		const char *d = p + 4;
+
+		if ((a = digits(d, MOCK_MAX_BIG, &n)) && n > 0 && word_end(d[a])) {
+			spec->big = n;
+			break;
+		}
+	}
+	for (p = find_word(input, input, "crash:", 0); p; p = find_word(input, p + 1, "crash:", 0)) {
+		const char *d = p + 6;
+
+		if ((a = digits(d, MOCK_MAX_CHUNKS, &k)) && k > 0 && word_end(d[a])) {
+			spec->crash_at = k;
+			break;
+		}
+	}
 	spec->emit = find_word(input, input, "emit", 1) != NULL;
 	spec->history = find_word(input, input, "history", 1) != NULL;
 }
@@ -124,7 +146,7 @@ mock_start(const struct provider_req *req, struct provider_call **out, char *err
 	c->start_wall_ms = wall_ms();
 	c->start_mono_ms = now_ms();
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
+	cond_init_monotonic(&c->cv);
 	*out = (struct provider_call *)c;
 	return TE_OK;
 }
@@ -142,13 +164,7 @@ mock_wait(struct mock_call *c, int64_t due_ms)
 
 		if (left <= 0)
 			break;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		deadline_ts(&ts, left);
 		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
 	}
 	cancelled = c->cancelled;
@@ -166,6 +182,21 @@ mock_history(struct mock_call *c, struct buf *chunk)
 	return rc == TE_OK ? buf_puts(chunk, " ") : rc;
 }
 
+/* big:<N>: the bytes 0x01..0x1f then 'b', over and over (JSON escapes most of
+ * them to six bytes), then one space. */
+static int
+mock_big(struct mock_call *c, struct buf *chunk)
+{
+	int rc = TE_OK;
+
+	for (long i = 0; i < c->spec.big - 1 && rc == TE_OK; i++) {
+		char ch = i % 32 == 31 ? 'b' : (char)(i % 32 + 1);
+
+		rc = buf_append(chunk, &ch, 1);
+	}
+	return rc == TE_OK ? buf_puts(chunk, " ") : rc;
+}
+
 static int
 mock_next(struct provider_call *pc, struct buf *chunk, int *eof, char *err, size_t errlen)
 {
@@ -178,6 +209,18 @@ mock_next(struct provider_call *pc, struct buf *chunk, int *eof, char *err, size
 		if (mock_wait(c, now_ms()))
 			return TE_CLOSED;
 		return mock_history(c, chunk);
+	}
+	if (c->spec.big && !c->big_sent) {
+		c->big_sent = 1;
+		if (mock_wait(c, now_ms()))
+			return TE_CLOSED;
+		return mock_big(c, chunk);
+	}
+	if (c->spec.crash_at && i == c->spec.crash_at) {
+		/* A poison run for the max_attempts policy (docs/DESIGN.md): the worker
+		 * dies the way a crash in a provider parser would. */
+		fprintf(stderr, "mock: crash:%ld reached: aborting this worker\n", c->spec.crash_at);
+		abort();
 	}
 	if (c->spec.fail_after >= 0 && c->sent >= c->spec.fail_after) {
 		snprintf(err, errlen, "mock provider failed after %ld chunks (fail:%ld)", c->sent,

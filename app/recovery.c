@@ -5,6 +5,7 @@
 #include "err.h"
 #include "log.h"
 #include "run.h"
+#include "store.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -130,8 +131,20 @@ resume(struct app *a, const struct claimed *c, enum run_kind kind, const char *v
 		    a->worker, (long long)silence_ms);
 	else
 		tlog_run(LOG_INFO, c->run_id, c->attempt, "starting queued run via=%s", via);
-	if (runner_spawn(a->runner, c->run_id, c->attempt, kind, claimed_us) != TE_OK)
+	if (runner_spawn(a->runner, c->run_id, c->attempt, kind, claimed_us) != TE_OK) {
+		int rc;
+
 		runner_unreserve(a->runner);
+		/* Claimed but not generated: a live owner's runs are never taken over, so
+		 * hand it back (fenced by attempt) for the sweep to resume elsewhere. */
+		rc = store_run_release(a->store, c->run_id, c->attempt, a->worker);
+		if (rc == TE_OK)
+			tlog_run(LOG_WARN, c->run_id, c->attempt, "could not start a generator; handed "
+			    "the run back for another worker to resume");
+		else if (rc != TE_FENCED)
+			tlog_run(LOG_ERROR, c->run_id, c->attempt, "could not start a generator, nor "
+			    "hand the run back: %s; the sweep fails it after max_run_s", te_strerror(rc));
+	}
 }
 
 static void

@@ -7,12 +7,15 @@
 #include "bus.h"
 #include "buf.h"
 #include "config.h"
+#include "crash.h"
 #include "err.h"
+#include "fault.h"
 #include "log.h"
 #include "provider.h"
 #include "store.h"
 #include "util.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +54,7 @@ runner_new(struct runner **out, struct app *app, int max_runs)
 	r->app = app;
 	r->max = max_runs;
 	pthread_mutex_init(&r->mu, NULL);
-	pthread_cond_init(&r->idle, NULL);
+	cond_init_monotonic(&r->idle);
 	*out = r;
 	return TE_OK;
 }
@@ -290,7 +293,7 @@ gen_done(struct gen *g, const char *status, const char *error_json)
 {
 	struct buf b;
 
-	buf_init(&b, 8192);
+	buf_init(&b, (error_json ? strlen(error_json) : 0) + 64);
 	if (error_json)
 		buf_printf(&b, "{\"status\":\"%s\",\"error\":%s}", status, error_json);
 	else
@@ -319,10 +322,13 @@ gen_fail(struct gen *g, const char *code, const char *msg)
 		log_escape(safe, sizeof safe, msg, strlen(msg));
 		msg = safe;
 	}
-	buf_init(&e, 4096);
-	buf_printf(&e, "{\"code\":\"%s\",\"message\":", code);
-	buf_json_str(&e, msg, strlen(msg));
-	buf_puts(&e, "}");
+	buf_init(&e, JSON_STR_MAX(strlen(msg)) + strlen(code) + 64);
+	if (buf_printf(&e, "{\"code\":\"%s\",\"message\":", code) != TE_OK ||
+	    buf_json_str(&e, msg, strlen(msg)) != TE_OK || buf_puts(&e, "}") != TE_OK) {
+		tlog_run(LOG_ERROR, g->run, g->attempt, "could not encode the run's error: %s", code);
+		buf_free(&e);
+		return;
+	}
 	if (gen_finish(g, "failed", NULL, 0, e.data, NULL) == TE_OK) {
 		g->seq++;
 		gen_done(g, "failed", e.data);
@@ -356,6 +362,77 @@ gen_fenced(struct gen *g)
 	if (gen_finish(g, "failed", NULL, 0, e.data, NULL) == TE_OK)
 		run_publish_terminal(g->a, g->run, g->attempt, "failed", e.data, "final");
 	buf_free(&e);
+}
+
+/* The generator cannot go on and has no working publisher (or none yet): end the
+ * run failed, fenced by attempt and owner, then publish done as an outsider would.
+ * A run left running under a live owner with no generator would wait for the
+ * reaper (max_run_s): recovery treats a live owner's runs as in hand. */
+static void
+gen_abandon(struct gen *g, const char *code, const char *msg)
+{
+	struct buf e;
+
+	tlog_run(LOG_ERROR, g->run, g->attempt, "ending the run failed: %s", msg);
+	buf_init(&e, JSON_STR_MAX(strlen(msg)) + strlen(code) + 64);
+	if (buf_printf(&e, "{\"code\":\"%s\",\"message\":", code) == TE_OK &&
+	    buf_json_str(&e, msg, strlen(msg)) == TE_OK && buf_puts(&e, "}") == TE_OK &&
+	    gen_finish(g, "failed", NULL, 0, e.data, NULL) == TE_OK)
+		run_publish_terminal(g->a, g->run, g->attempt, "failed", e.data, "final");
+	buf_free(&e);
+}
+
+/* A publish failed with rc (not fenced): end the run with a clear error. */
+static void
+gen_publish_failed(struct gen *g, int rc, const char *what)
+{
+	char msg[512];
+
+	if (rc == TE_TIMEOUT) {
+		gen_fail(g, "unavailable", "could not publish to NATS before the deadline");
+		return;
+	}
+	snprintf(msg, sizeof msg, "could not publish the %s: %s", what,
+	    g->pub && bus_pub_error(g->pub)[0] ? bus_pub_error(g->pub) : te_strerror(rc));
+	gen_fail(g, "internal", msg);
+}
+
+/* Publish one chunk of text as delta events. A chunk whose event would exceed the
+ * server's max_payload (a provider line can be 1 MiB, and control bytes escape to
+ * six) goes out as several deltas, cut at UTF-8 character boundaries; end is the
+ * output length after each. base is the output length before the chunk. */
+static int
+gen_delta(struct gen *g, struct buf *data, const char *text, size_t len, size_t base)
+{
+	size_t max = bus_max_data(g->a->bus), piece, off = 0;
+	int rc;
+
+	buf_reset(data);
+	if ((rc = buf_puts(data, "{\"text\":")) != TE_OK ||
+	    (rc = buf_json_str(data, text, len)) != TE_OK || (rc = buf_puts(data, "}")) != TE_OK)
+		return rc;
+	if (max == 0 || data->len <= max)
+		return gen_publish(g, EV_DELTA, (int64_t)(base + len), NULL, data->data, data->len, 0);
+	/* Every byte escapes to at most 6: pieces of (max - 16) / 6 bytes always fit. */
+	piece = max > 16 + 6 ? (max - 16) / 6 : 1;
+	while (off < len) {
+		size_t end = len - off > piece ? off + piece : len;
+
+		while (end < len && end > off + 1 && ((unsigned char)text[end] & 0xc0) == 0x80)
+			end--;
+		buf_reset(data);
+		if ((rc = buf_puts(data, "{\"text\":")) != TE_OK ||
+		    (rc = buf_json_str(data, text + off, end - off)) != TE_OK ||
+		    (rc = buf_puts(data, "}")) != TE_OK)
+			return rc;
+		if (off > 0)
+			g->seq++;
+		if ((rc = gen_publish(g, EV_DELTA, (int64_t)(base + end), NULL, data->data, data->len,
+		    0)) != TE_OK)
+			return rc;
+		off = end;
+	}
+	return TE_OK;
 }
 
 static int
@@ -393,13 +470,14 @@ gen_run(struct gen *g)
 	int64_t backoff = 100;
 	int rc, eof = 0;
 
-	if (bus_pub_open(g->a->bus, &g->pub) != TE_OK) {
-		tlog_run(LOG_ERROR, g->run, g->attempt, "could not open a publisher");
-		return;
-	}
 	buf_init(&out, (size_t)g->cfg->max_output);
 	buf_init(&chunk, (size_t)g->cfg->max_output);
-	buf_init(&data, (size_t)g->cfg->max_output * 2 + 64);
+	buf_init(&data, JSON_STR_MAX(g->cfg->max_output) + 64);
+	if ((rc = bus_pub_open(g->a->bus, &g->pub)) != TE_OK) {
+		snprintf(err, sizeof err, "could not open a NATS publisher: %s", te_strerror(rc));
+		gen_abandon(g, "unavailable", err);
+		goto out;
+	}
 	while ((rc = store_run_context(g->a->store, g->run, &g->ctx)) == TE_DB ||
 	    rc == TE_TIMEOUT) {
 		if (now_ms() > g->deadline_ms || job_stopped(g->j))
@@ -409,10 +487,20 @@ gen_run(struct gen *g)
 			backoff *= 2;
 	}
 	if (rc != TE_OK) {
-		tlog_run(LOG_ERROR, g->run, g->attempt, "could not load the run: %s", te_strerror(rc));
+		snprintf(err, sizeof err, "could not load the run: %s", te_strerror(rc));
+		gen_abandon(g, "internal", err);
 		goto out;
 	}
-	rc = g->j->kind == RUN_FRESH && g->attempt == 1 ? gen_start_event(g) : gen_reset(g);
+	if (g->j->kind == RUN_FRESH && g->attempt == 1) {
+		rc = gen_start_event(g);
+		if (rc == TE_FENCED)
+			gen_fenced(g);
+		else if (rc != TE_OK && !job_stopped(g->j))
+			gen_publish_failed(g, rc, "start event");
+	} else if ((rc = gen_reset(g)) != TE_OK && rc != TE_FENCED && !job_stopped(g->j)) {
+		snprintf(err, sizeof err, "could not publish the reset event: %s", te_strerror(rc));
+		gen_abandon(g, rc == TE_TIMEOUT ? "unavailable" : "internal", err);
+	}
 	if (rc != TE_OK)
 		goto out;
 	if (g->j->kind == RUN_TAKEOVER && g->j->claimed_us) {
@@ -464,19 +552,13 @@ gen_run(struct gen *g)
 			gen_fail(g, "provider_error", "the reply exceeded the output limit (max_output)");
 			goto out;
 		}
-		buf_reset(&data);
-		if (buf_puts(&data, "{\"text\":") != TE_OK ||
-		    buf_json_str(&data, chunk.data, chunk.len) != TE_OK || buf_puts(&data, "}") != TE_OK) {
-			gen_fail(g, "provider_error", "could not encode a chunk");
-			goto out;
-		}
-		rc = gen_publish(g, EV_DELTA, (int64_t)out.len, NULL, data.data, data.len, 0);
+		rc = gen_delta(g, &data, chunk.data, chunk.len, out.len - chunk.len);
 		if (rc == TE_FENCED) {
 			gen_fenced(g);
 			goto out;
 		}
 		if (rc != TE_OK) {
-			gen_fail(g, "unavailable", "could not publish to NATS before the deadline");
+			gen_publish_failed(g, rc, "delta event");
 			goto out;
 		}
 	}
@@ -489,7 +571,7 @@ gen_run(struct gen *g)
 			goto out;
 		}
 		if (rc != TE_OK) {
-			gen_fail(g, "unavailable", "could not publish to NATS before the deadline");
+			gen_publish_failed(g, rc, "delta event");
 			goto out;
 		}
 		if (gen_finish(g, "completed", out.data ? out.data : "", out.len, NULL, usage) != TE_OK)
@@ -523,7 +605,9 @@ gen_main(void *arg)
 	g.run = j->run_id;
 	g.attempt = j->attempt;
 	g.deadline_ms = now_ms() + (int64_t)g.cfg->max_run_s * 1000;
+	crash_generating(j->run_id, j->attempt);        /* a crash of this thread is the run's */
 	gen_run(&g);
+	crash_generating(NULL, 0);
 
 	pthread_mutex_lock(&r->mu);
 	for (struct job **p = &r->jobs; *p; p = &(*p)->next)
@@ -562,7 +646,8 @@ runner_spawn(struct runner *r, const char *run_id, int attempt, enum run_kind ki
 	j->next = r->jobs;
 	r->jobs = j;
 	r->active++;
-	err = pthread_create(&th, &attr, gen_main, j);
+	err = kind == RUN_TAKEOVER && fault_hit("spawn_takeover") ? EAGAIN
+	    : pthread_create(&th, &attr, gen_main, j);
 	if (err) {
 		r->jobs = j->next;
 		r->active--;
@@ -571,7 +656,8 @@ runner_spawn(struct runner *r, const char *run_id, int attempt, enum run_kind ki
 	pthread_attr_destroy(&attr);
 	if (err) {
 		free(j);
-		tlog_run(LOG_ERROR, run_id, attempt, "could not start a generator thread");
+		tlog_run(LOG_ERROR, run_id, attempt, "could not start a generator thread: %s",
+		    strerror(err));
 		return TE_NOMEM;
 	}
 	atomic_fetch_add(&r->app->ctr.runs_started, 1);
@@ -617,12 +703,7 @@ runner_wait(struct runner *r, int64_t deadline_ms)
 			break;
 		if (left > 100)
 			left = 100;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += left * 1000000;
-		while (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		deadline_ts(&ts, left);
 		pthread_cond_timedwait(&r->idle, &r->mu, &ts);
 	}
 	n = r->active;
@@ -638,7 +719,7 @@ run_publish_terminal(struct app *a, const char *run_id, int attempt, const char 
 	struct buf b;
 	int rc = TE_FENCED;
 
-	buf_init(&b, 8192);
+	buf_init(&b, (error_json ? strlen(error_json) : 0) + 64);
 	if (error_json)
 		buf_printf(&b, "{\"status\":\"%s\",\"error\":%s}", status, error_json);
 	else

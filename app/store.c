@@ -69,7 +69,7 @@ store_open(struct store **out, const struct config *cfg, const char *app_name)
 		return TE_NOMEM;
 	}
 	pthread_mutex_init(&st->mu, NULL);
-	pthread_cond_init(&st->cv, NULL);
+	cond_init_monotonic(&st->cv);
 	*out = st;
 	return TE_OK;
 }
@@ -97,6 +97,20 @@ store_close(struct store *st)
 	free(st);
 }
 
+/* An idle pooled connection has nothing to read: anything there is PostgreSQL
+ * saying goodbye (a restart's FATAL message, pg_terminate_backend) or EOF, or at
+ * worst a notice nobody needs. Either way the connection is replaced here, before
+ * anything is sent on it, without doubt about what ran. */
+static int
+pgc_idle_ok(PGconn *conn)
+{
+	struct pollfd p = { .fd = PQsocket(conn), .events = POLLIN };
+
+	if (PQstatus(conn) != CONNECTION_OK || p.fd < 0)
+		return 0;
+	return poll(&p, 1, 0) == 0;
+}
+
 int
 pgc_acquire(struct store *st, struct pgc **out)
 {
@@ -104,8 +118,7 @@ pgc_acquire(struct store *st, struct pgc **out)
 	struct pgc *c = NULL;
 	char err[256];
 
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += ACQUIRE_WAIT_MS / 1000;
+	deadline_ts(&dl, ACQUIRE_WAIT_MS);
 	pthread_mutex_lock(&st->mu);
 	while (!st->shutdown) {
 		/* Prefer an open connection; else any free slot. */
@@ -125,7 +138,7 @@ pgc_acquire(struct store *st, struct pgc **out)
 	pthread_mutex_unlock(&st->mu);
 	if (!c)
 		return TE_TIMEOUT;
-	if (c->conn && PQstatus(c->conn) != CONNECTION_OK) {
+	if (c->conn && !pgc_idle_ok(c->conn)) {
 		PQfinish(c->conn);
 		c->conn = NULL;
 	}
@@ -172,14 +185,18 @@ pg_exec(struct pgc *c, int64_t timeout_ms, const char *sql, int nparams,
 		memset(e, 0, sizeof *e);
 	if (res)
 		*res = NULL;
+	c->sent = 0;
 	if (!c->conn)
 		return TE_DB;
+	/* A failed send wrote less than the whole message (its Sync comes last), so
+	 * the server ran nothing; from here on it may have. */
 	if (!PQsendQueryParams(c->conn, sql, nparams, NULL, params, NULL, NULL, 0)) {
 		if (e)
 			snprintf(e->msg, sizeof e->msg, "%s", PQerrorMessage(c->conn));
 		pgc_break(c);
 		return TE_DB;
 	}
+	c->sent = 1;
 	sock = PQsocket(c->conn);
 	for (;;) {
 		while (PQisBusy(c->conn)) {
@@ -263,9 +280,13 @@ st_exec(struct store *st, struct pgc *c, const char *sql, int nparams,
 	char err[256];
 	int rc = pg_exec(c, st->timeout_ms, sql, nparams, params, res, e ? e : &local);
 
-	/* A pooled connection found dead at its first statement (PostgreSQL restarted
-	 * while it sat idle): nothing ran on it, so retry once on a new one. */
-	if (rc == TE_DB && !c->conn && c->stmts == 0 && c->reused) {
+	/* A pooled connection found dead at its first statement before the statement
+	 * left (PostgreSQL restarted while it sat idle, and the send failed): nothing
+	 * ran, so retry once on a new connection. Once sent, the statement may have
+	 * run and committed with only the answer lost: running it again could repeat
+	 * a write, so the error goes to the caller. (Most dead idle connections are
+	 * found before this, in pgc_acquire.) */
+	if (rc == TE_DB && !c->conn && !c->sent && c->stmts == 0 && c->reused) {
 		c->reused = 0;
 		if ((c->conn = pg_connect(st->cfg, st->app_name, 0, err, sizeof err))) {
 			c->opened_ms = now_ms();

@@ -117,6 +117,19 @@ int store_run_finish(struct store *st, const char *run_id, int attempt, long wor
     const char *status, const char *output, size_t output_len, const char *error_json,
     const char *usage_json);
 
+/* Hand a running run back, fenced (this owner, this attempt): the owner becomes
+ * NULL and the sweep's orphan claim resumes it elsewhere. For a claimed run whose
+ * generator could not start. TE_FENCED when the run is not ours any more. */
+int store_run_release(struct store *st, const char *run_id, int attempt, long worker);
+
+/* Charge a run one crash: the generator of `attempt` crashed its worker (docs/
+ * DESIGN.md "Poison runs"). Once per attempt. When the run is still running and
+ * now has max_attempts crashes, it is failed with too_many_attempts in the same
+ * statement: *failed_now = 1, *cur_attempt = its attempt and *error_json (caller
+ * frees) its error, for the done event. */
+int store_run_charge_crash(struct store *st, const char *run_id, int attempt, int max_attempts,
+    int *failed_now, int *cur_attempt, char **error_json);
+
 /* ---- workers and takeover ---- */
 struct store_live;
 
@@ -147,8 +160,8 @@ enum probe_result { PROBE_ALIVE = 0, PROBE_DEAD, PROBE_GONE };
 
 /* Probe worker `dead` (pg_try_advisory_xact_lock inside the claiming transaction).
  * When it is dead (or has no row), claim up to max_claim of its running runs
- * (only run_id at attempt seen_attempt when run_id is given), fail those past
- * max_attempts, and delete its row. */
+ * (only run_id at attempt seen_attempt when run_id is given), fail those with
+ * max_attempts crashes (docs/DESIGN.md "Poison runs"), and delete its row. */
 int store_probe_claim(struct store *st, long me, const char *pod, pid_t pid, long dead,
     const char *run_id, int seen_attempt, int max_claim, int max_attempts, int grace_s,
     enum probe_result *result, struct claim_set *claimed, struct claim_set *failed);

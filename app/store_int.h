@@ -10,6 +10,8 @@
 /* Advisory lock class of worker liveness locks (two-int form; the migration
  * lock uses the one-bigint form, a separate key space). */
 #define LIVENESS_LOCK_CLASS 1952805748
+/* Advisory lock class of the per-tenant run-creation lock (key: hashtext(tenant)). */
+#define TENANT_LOCK_CLASS_STR "1952805749"
 
 struct pgc {
 	PGconn *conn;
@@ -17,6 +19,7 @@ struct pgc {
 	int64_t opened_ms;
 	int stmts;                      /* statements since this acquisition */
 	int reused;                     /* the connection was open before this acquisition */
+	int sent;                       /* the last statement reached the socket (it may have run) */
 };
 
 struct store {

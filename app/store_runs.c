@@ -46,6 +46,11 @@ store_run_create(struct store *st, const struct run_new *in, struct run_created 
 {
 	static const char lock_thread[] =
 	    "SELECT 1 FROM threads WHERE id = $1 AND tenant_id = $2 FOR UPDATE";
+	/* The tenant's active-run limit is check-then-insert: the count and the insert
+	 * happen under a per-tenant lock held to the end of the transaction, so
+	 * concurrent creations of one tenant count one after another. */
+	static const char lock_tenant[] =
+	    "SELECT pg_advisory_xact_lock(" TENANT_LOCK_CLASS_STR ", hashtext($1::text))";
 	static const char active[] =
 	    "SELECT (SELECT id FROM runs WHERE thread_id = $1 AND status IN ('queued', 'running')),"
 	    " (SELECT count(*) FROM runs WHERE tenant_id = $2 AND status IN ('queued', 'running'))";
@@ -94,6 +99,12 @@ store_run_create(struct store *st, const struct run_new *in, struct run_created 
 		if (rc == TE_OK)
 			goto rollback;          /* replay or mismatch: nothing to write */
 		if (rc != TE_NOTFOUND)
+			goto rollback;
+	}
+	{
+		const char *pt[] = { in->tenant };
+
+		if ((rc = st_exec(st, c, lock_tenant, 1, pt, NULL, NULL)) != TE_OK)
 			goto rollback;
 	}
 	if ((rc = st_exec(st, c, active, 2, p2, &res, NULL)) != TE_OK)
@@ -368,6 +379,73 @@ store_run_finish(struct store *st, const char *run_id, int attempt, long worker,
 	if (rc != TE_OK)
 		return rc;
 	rc = atoi(PQgetvalue(res, 0, 0)) == 1 ? TE_OK : TE_FENCED;
+	PQclear(res);
+	return rc;
+}
+
+int
+store_run_release(struct store *st, const char *run_id, int attempt, long worker)
+{
+	static const char sql[] =
+	    "UPDATE runs SET owner = NULL, owner_pod = NULL, owner_pid = NULL"
+	    " WHERE id = $1 AND attempt = $2 AND owner = $3 AND status = 'running'";
+	char a[16], w[24];
+	const char *p[] = { run_id, a, w };
+	PGresult *res;
+	struct pgc *c;
+	int rc;
+
+	snprintf(a, sizeof a, "%d", attempt);
+	snprintf(w, sizeof w, "%ld", worker);
+	if ((rc = pgc_acquire(st, &c)) != TE_OK)
+		return rc;
+	rc = st_exec(st, c, sql, 3, p, &res, NULL);
+	pgc_release(st, c);
+	if (rc != TE_OK)
+		return rc;
+	rc = strcmp(PQcmdTuples(res), "1") == 0 ? TE_OK : TE_FENCED;
+	PQclear(res);
+	return rc;
+}
+
+int
+store_run_charge_crash(struct store *st, const char *run_id, int attempt, int max_attempts,
+    int *failed_now, int *cur_attempt, char **error_json)
+{
+	static const char sql[] =
+	    "UPDATE runs r SET crashes = r.crashes + 1, crashed_attempt = $2,"
+	    "  status = CASE WHEN f.fail THEN 'failed' ELSE r.status END,"
+	    "  finished_at = CASE WHEN f.fail THEN clock_timestamp() ELSE r.finished_at END,"
+	    "  error = CASE WHEN f.fail THEN jsonb_build_object('code', 'too_many_attempts',"
+	    "    'message', format('the run crashed the worker generating it %s times',"
+	    "    r.crashes + 1)) ELSE r.error END"
+	    " FROM (SELECT id, status = 'running' AND crashes + 1 >= $3 AS fail FROM runs"
+	    "   WHERE id = $1 AND crashed_attempt < $2 AND attempt >= $2 FOR UPDATE) f"
+	    " WHERE r.id = f.id RETURNING f.fail, r.attempt, r.error::text";
+	char a[16], m[16];
+	const char *p[] = { run_id, a, m };
+	PGresult *res;
+	struct pgc *c;
+	int rc;
+
+	*failed_now = 0;
+	snprintf(a, sizeof a, "%d", attempt);
+	snprintf(m, sizeof m, "%d", max_attempts);
+	if ((rc = pgc_acquire(st, &c)) != TE_OK)
+		return rc;
+	rc = st_exec(st, c, sql, 3, p, &res, NULL);
+	pgc_release(st, c);
+	if (rc != TE_OK)
+		return rc;
+	if (PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't') {
+		*cur_attempt = atoi(PQgetvalue(res, 0, 1));
+		if (!(*error_json = pg_strdup(res, 0, 2))) {
+			PQclear(res);
+			return TE_NOMEM;
+		}
+		*failed_now = 1;
+	}
+	rc = PQntuples(res) == 1 ? TE_OK : TE_NOTFOUND;
 	PQclear(res);
 	return rc;
 }

@@ -10,9 +10,10 @@
 #include <string.h>
 
 #define LOCK_CLASS_STR "1952805748"
+/* max_attempts counts crashes (docs/DESIGN.md "Poison runs"), not takeovers. */
 #define TOO_MANY_ATTEMPTS \
 	"jsonb_build_object('code', 'too_many_attempts', 'message'," \
-	" format('the run lost its worker %s times', attempt))"
+	" format('the run crashed the worker generating it %s times', crashes))"
 
 struct store_live {
 	const struct config *cfg;
@@ -185,14 +186,14 @@ store_probe_claim(struct store *st, long me, const char *pod, pid_t pid, long de
 	    "UPDATE runs SET attempt = attempt + 1, owner = $2, owner_pod = $3, owner_pid = $4,"
 	    "  takeovers = takeovers + 1"
 	    " WHERE id IN (SELECT id FROM runs WHERE owner = $1 AND status = 'running'"
-	    "   AND attempt < $6 AND ($7::uuid IS NULL OR (id = $7 AND attempt = $8))"
+	    "   AND crashes < $6 AND ($7::uuid IS NULL OR (id = $7 AND attempt = $8))"
 	    "   ORDER BY created_at LIMIT $5 FOR UPDATE SKIP LOCKED)"
 	    "  AND owner = $1 AND status = 'running'"
 	    " RETURNING id, attempt";
 	static const char fail[] =
 	    "UPDATE runs SET status = 'failed', finished_at = clock_timestamp(), error = "
 	    TOO_MANY_ATTEMPTS
-	    " WHERE owner = $1 AND status = 'running' AND attempt >= $2"
+	    " WHERE owner = $1 AND status = 'running' AND crashes >= $2"
 	    "  AND ($3::uuid IS NULL OR id = $3) RETURNING id, attempt";
 	static const char del[] = "DELETE FROM workers WHERE id = $1";
 	char d[24], m[24], pd[16], lim[16], ma[16], sa[16], gr[16];
@@ -334,7 +335,7 @@ store_claim_orphans(struct store *st, long me, const char *pod, pid_t pid, int m
 	 * claim everything. Each claim is a CAS on the owner and attempt as read. */
 	static const char claim[] =
 	    "WITH o AS (SELECT id, owner, attempt FROM runs r WHERE status = 'running'"
-	    "   AND attempt < $5"
+	    "   AND crashes < $5"
 	    "   AND (owner IS NULL OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = r.owner))"
 	    "   ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
 	    " UPDATE runs r SET attempt = r.attempt + 1, owner = $1, owner_pod = $2, owner_pid = $3,"
@@ -346,7 +347,7 @@ store_claim_orphans(struct store *st, long me, const char *pod, pid_t pid, int m
 	static const char fail[] =
 	    "UPDATE runs r SET status = 'failed', finished_at = clock_timestamp(), error = "
 	    TOO_MANY_ATTEMPTS
-	    " WHERE status = 'running' AND attempt >= $1"
+	    " WHERE status = 'running' AND crashes >= $1"
 	    "  AND (owner IS NULL OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = r.owner))"
 	    " RETURNING id, attempt, owner";
 	char m[24], pd[16], lim[16], ma[16];

@@ -169,7 +169,8 @@ cmd_chat(struct client *c, int argc, char **argv)
 	int st = -1, rc = 1;
 
 	buf_init(&text, 1 << 20);
-	buf_init(&body, 4 << 20);
+	/* The text escaped (a control byte takes six), the model too, and the braces. */
+	buf_init(&body, JSON_STR_MAX(1 << 20) + JSON_STR_MAX(1024) + 64);
 	buf_init(&resp, 1 << 20);
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--thread") && i + 1 < argc)
@@ -178,8 +179,10 @@ cmd_chat(struct client *c, int argc, char **argv)
 			model = argv[++i];
 		else if (!strcmp(argv[i], "--raw"))
 			cs.raw = 1;
-		else
-			buf_printf(&text, "%s%s", text.len ? " " : "", argv[i]);
+		else if (buf_printf(&text, "%s%s", text.len ? " " : "", argv[i]) != TE_OK) {
+			fprintf(stderr, "tetherctl chat: the text is longer than 1 MiB\n");
+			goto out;
+		}
 	}
 	if (!text.len) {
 		fprintf(stderr, "tetherctl chat: what should I send? (tetherctl chat TEXT...)\n");
@@ -200,13 +203,17 @@ cmd_chat(struct client *c, int argc, char **argv)
 		o = NULL;
 		fprintf(stderr, "thread %s\n", thread_id);
 	}
-	buf_puts(&body, "{\"input\":");
-	buf_json_str(&body, text.data, text.len);
-	if (model) {
-		buf_puts(&body, ",\"model\":");
-		buf_json_str(&body, model, strlen(model));
+	if (model && strlen(model) > 1024) {
+		fprintf(stderr, "tetherctl chat: the model name is longer than 1024 bytes\n");
+		goto out;
 	}
-	buf_puts(&body, "}");
+	if (buf_puts(&body, "{\"input\":") != TE_OK ||
+	    buf_json_str(&body, text.data, text.len) != TE_OK ||
+	    (model && (buf_puts(&body, ",\"model\":") != TE_OK ||
+	    buf_json_str(&body, model, strlen(model)) != TE_OK)) || buf_puts(&body, "}") != TE_OK) {
+		fprintf(stderr, "tetherctl chat: could not build the request (out of memory)\n");
+		goto out;
+	}
 	/* Retried POSTs carry the same Idempotency-Key: at most one run is created. */
 	random_hex(idem, 16);
 	snprintf(path, sizeof path, "/v1/threads/%s/runs", thread_id);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static int64_t
@@ -30,6 +31,49 @@ sleep_ms(int64_t ms)
 	ts.tv_nsec = (ms % 1000) * 1000000;
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
+}
+
+void
+deadline_ts(struct timespec *ts, int64_t ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	if (ms <= 0)
+		return;
+	ts->tv_sec += (time_t)(ms / 1000);
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+int
+cond_init_monotonic(pthread_cond_t *cv)
+{
+	pthread_condattr_t attr;
+	int rc;
+
+	if ((rc = pthread_condattr_init(&attr)) != 0)
+		return rc;
+	if ((rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)) == 0)
+		rc = pthread_cond_init(cv, &attr);
+	pthread_condattr_destroy(&attr);
+	return rc;
+}
+
+long
+nofile_cap(long max)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -1;
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)max) {
+		rl.rlim_cur = (rlim_t)max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || getrlimit(RLIMIT_NOFILE, &rl) < 0)
+			return -1;
+	}
+	return rl.rlim_cur == RLIM_INFINITY ? max : (long)rl.rlim_cur;
 }
 
 int

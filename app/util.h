@@ -2,8 +2,10 @@
 #ifndef TETHER_UTIL_H
 #define TETHER_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define UUID_LEN 36
 
@@ -12,6 +14,19 @@ int64_t now_us(void);          /* CLOCK_MONOTONIC, microseconds */
 int64_t wall_ms(void);         /* CLOCK_REALTIME, milliseconds since the epoch */
 int64_t wall_us(void);         /* CLOCK_REALTIME, microseconds since the epoch */
 void sleep_ms(int64_t ms);
+
+/* Deadlines for pthread_cond_timedwait on CLOCK_MONOTONIC (a wall clock step must
+ * not stretch or cut a wait). cond_init_monotonic initializes a condition variable
+ * that measures its timeouts on CLOCK_MONOTONIC; deadline_ts writes the absolute
+ * CLOCK_MONOTONIC time ms milliseconds from now (ms <= 0: now) for such a wait.
+ * Use the two together: a deadline_ts on a default (CLOCK_REALTIME) condition
+ * variable is in the past. */
+void deadline_ts(struct timespec *ts, int64_t ms);
+int cond_init_monotonic(pthread_cond_t *cv);
+
+/* Lower the soft RLIMIT_NOFILE to at most max (the hard limit is left alone);
+ * returns the soft limit in force afterwards, or -1 when it cannot be read. */
+long nofile_cap(long max);
 
 /* Lower-case canonical UUID text (8-4-4-4-12 hex). Upper case is rejected:
  * ids are lower-case text by contract. */

@@ -7,6 +7,7 @@
 #include "auth.h"
 #include "bus.h"
 #include "config.h"
+#include "crash.h"
 #include "err.h"
 #include "http.h"
 #include "hub.h"
@@ -21,13 +22,16 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcgiapp.h>
-#include <nats/nats.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/prctl.h>
+#include <sys/select.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -52,6 +56,31 @@ on_usr2(int sig)
 	(void)sig;      /* interrupts accept(): FCGI_FAIL_ACCEPT_ON_INTR */
 }
 
+/* accept(2) here, not in libfcgi: libfcgi select()s the descriptors it accepts
+ * and closes, and one at or above FD_SETSIZE would overflow its fd_set. Streams
+ * in the loop live above 1024 (watcher.c), so accepted descriptors come from the
+ * room below; if that ever runs out the connection is closed (nginx tries the next
+ * server) and said so, never handed to libfcgi. */
+static int
+accept_fd(void)
+{
+	static atomic_llong refused;
+	int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC), one = 1;
+
+	if (fd < 0)
+		return -1;
+	if (fd >= FD_SETSIZE) {
+		close(fd);
+		if (atomic_fetch_add(&refused, 1) % 1000 == 0)
+			tlog(LOG_ERROR, "a FastCGI connection got descriptor %d (>= %d, libfcgi's select() "
+			    "limit): closed it; lower threads, max_runs or db_pool", fd, FD_SETSIZE);
+		errno = EMFILE;
+		return -1;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);   /* TCP only */
+	return fd;
+}
+
 static void *
 request_thread(void *arg)
 {
@@ -66,9 +95,16 @@ request_thread(void *arg)
 
 		pthread_mutex_lock(&accept_mu);
 		atomic_store(accepting, 1);
-		rc = atomic_load(&stop_accept) ? -1 : FCGX_Accept_r(&fr);
+		rc = atomic_load(&stop_accept) ? -1 : accept_fd();
 		atomic_store(accepting, 0);
 		pthread_mutex_unlock(&accept_mu);
+		if (rc >= 0) {
+			/* FCGX_Accept_r reads the request from it: with keepConnection set,
+			 * its leading FCGX_Finish_r keeps the descriptor open. */
+			fr.ipcFd = rc;
+			fr.keepConnection = 1;
+			rc = FCGX_Accept_r(&fr);
+		}
 		if (rc < 0) {
 			if (atomic_load(&stop_accept))
 				break;
@@ -194,12 +230,49 @@ do_bus(void)
 	return bus_stream_ensure(app.bus);
 }
 
+/* The run the previous worker of this slot crashed on (crash.h): charge it one
+ * crash; at max_attempts crashes it fails here, and its watchers get done. */
 static void
+charge_crash(struct crash_slot *cs)
+{
+	char run_id[UUID_LEN + 1], *error_json = NULL;
+	int attempt, failed_now = 0, cur = 0, rc;
+	int64_t backoff = 200, deadline = now_ms() + 30000;
+
+	if (!crash_take(cs, run_id, &attempt))
+		return;
+	while ((rc = store_run_charge_crash(app.store, run_id, attempt, app.cfg->max_attempts,
+	    &failed_now, &cur, &error_json)) == TE_DB || rc == TE_TIMEOUT) {
+		if (now_ms() > deadline) {
+			tlog_run(LOG_ERROR, run_id, attempt, "could not charge the run the crash of the "
+			    "previous worker within 30 s: %s; the crash is not counted", te_strerror(rc));
+			return;
+		}
+		tlog_run(LOG_WARN, run_id, attempt, "could not charge the run its crash (%s); retrying",
+		    te_strerror(rc));
+		sleep_ms(backoff);
+		backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+	}
+	if (rc != TE_OK) {
+		tlog_run(LOG_INFO, run_id, attempt, "the run that crashed the previous worker was "
+		    "charged already (%s)", te_strerror(rc));
+		return;
+	}
+	tlog_run(LOG_WARN, run_id, attempt, "charged the run a crash of the previous worker%s",
+	    failed_now ? "; it reached max_attempts and failed (too_many_attempts)" : "");
+	if (failed_now)
+		run_publish_terminal(&app, run_id, cur, "failed", error_json, "final");
+	free(error_json);
+}
+
+/* Returns how many threads may still run: generators past the deadline and
+ * request threads that did not leave accept(). */
+static int
 drain(pthread_t *threads, int nthreads)
 {
 	const struct config *cfg = app.cfg;
 	int64_t deadline;
-	int left;
+	int left, stuck = 0;
 
 	tlog(LOG_INFO, "draining: new runs refused, streams closed, %d runs get %d s to finish",
 	    runner_active(app.runner), cfg->drain_s);
@@ -211,11 +284,14 @@ drain(pthread_t *threads, int nthreads)
 	/* Threads blocked in accept() need a signal; retry until every one has left. */
 	deadline = now_ms() + 5000;
 	for (int i = 0; i < nthreads; i++) {
-		while (pthread_tryjoin_np(threads[i], NULL) == EBUSY && now_ms() < deadline) {
+		int rc;
+
+		while ((rc = pthread_tryjoin_np(threads[i], NULL)) == EBUSY && now_ms() < deadline) {
 			if (atomic_load(&in_accept[i]))
 				pthread_kill(threads[i], SIGUSR2);
 			sleep_ms(5);
 		}
+		stuck += rc == EBUSY;
 	}
 	left = runner_wait(app.runner, now_ms() + (int64_t)cfg->drain_s * 1000);
 	if (left > 0) {
@@ -228,16 +304,17 @@ drain(pthread_t *threads, int nthreads)
 	store_live_close(live, left == 0);
 	live = NULL;
 	tlog(LOG_INFO, "drained; exiting");
+	return left + stuck;
 }
 
 int
-worker_main(const struct config *cfg, int fd, pid_t master)
+worker_main(const struct config *cfg, int fd, pid_t master, struct crash_slot *crash)
 {
 	sigset_t stopset, usr2;
 	struct sigaction sa;
 	pthread_attr_t attr;
 	pthread_t hb, *threads;
-	int nthreads = 0, sig;
+	int nthreads = 0, sig, remain;
 
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != master)
@@ -265,6 +342,7 @@ worker_main(const struct config *cfg, int fd, pid_t master)
 	sigaddset(&usr2, SIGUSR2);
 	pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
 
+	crash_handlers_install(crash);
 	if (FCGX_Init() != 0) {
 		tlog(LOG_ERROR, "FCGX_Init failed");
 		return 1;
@@ -283,11 +361,10 @@ worker_main(const struct config *cfg, int fd, pid_t master)
 	}
 	retry_until("registering this worker in PostgreSQL", do_live, &stopset);
 	log_set_worker(app.worker);
-	/* No spinning on nats.c's locks: on a couple of shared cores, spinning threads
-	 * (every generator publishes on the worker's one connection) burn the CPU the
-	 * lock holder needs. */
-	nats_Open(0);
+	if (bus_lib_open() != TE_OK)
+		return 1;
 	retry_until("connecting to NATS JetStream", do_bus, &stopset);
+	charge_crash(crash);
 	if (hub_new(&app.hub, app.bus, (size_t)cfg->hub_max_bytes) != TE_OK)
 		return 1;
 	raise_fd_limit(cfg);
@@ -323,13 +400,15 @@ worker_main(const struct config *cfg, int fd, pid_t master)
 		if (sig == SIGHUP)
 			tlog(LOG_INFO, "SIGHUP ignored");
 	}
-	drain(threads, nthreads);
+	remain = drain(threads, nthreads);
 	pthread_join(hb, NULL);
-	free(threads);
 	store_shutdown(app.store);
-	bus_close(app.bus);
-	nats_CloseAndWait(1000);
-	/* Request threads may still be unwinding a response: leave without freeing
-	 * what they could touch. */
+	/* Generators past the drain deadline, request threads still unwinding a
+	 * response and hub consumers (which outlive their last watcher by up to a
+	 * poll) may still be inside the bus and the store: close the NATS connection
+	 * so they fail fast, free nothing they could touch, and leave. */
+	if (remain > 0)
+		tlog(LOG_INFO, "%d threads still running; exiting without tearing down", remain);
+	bus_shutdown(app.bus);
 	_exit(0);
 }

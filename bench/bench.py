@@ -253,7 +253,8 @@ class RssSampler(threading.Thread):
             time.sleep(self.interval)
 
 
-FANOUT_ENV = {"TETHER_THREADS": "600", "TETHER_MAX_WATCHERS": "560"}
+# Default settings: open streams live in the stream loop (16 384 per worker).
+FANOUT_ENV = {}
 
 
 def bench_fanout(args):

@@ -52,8 +52,8 @@ h_bench_stream(struct req *r)
 		return;
 	}
 	buf_init(&chunk, 1 << 16);
-	buf_init(&data, 1 << 17);
-	buf_init(&out, 1 << 18);
+	buf_init(&data, JSON_STR_MAX(1 << 16) + 64);
+	buf_init(&out, JSON_STR_MAX(1 << 16) + 4096);
 	if (http_sse_start(r) != TE_OK)
 		goto done;
 	sse_format(&out, "1:0", "start", "{\"attempt\":1}", 13);

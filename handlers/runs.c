@@ -148,7 +148,10 @@ h_runs_create(struct req *r)
 	char err[512];
 	int rc, reserved = 0;
 
-	buf_init(&req, (size_t)cfg->max_body * 2 + 1024);
+	/* The input and model escaped (up to six bytes each), params as json-c writes
+	 * them again (at most twice the body: it escapes '/'). */
+	buf_init(&req, JSON_STR_MAX(cfg->max_input) + JSON_STR_MAX(MODEL_MAX) +
+	    (size_t)cfg->max_body * 2 + 1024);
 	if (idem && !idempotency_key_ok(idem)) {
 		http_error(r, API_BAD_REQUEST, "Idempotency-Key must be 1-%d printable ASCII characters",
 		    IDEMPOTENCY_KEY_MAX);
@@ -233,8 +236,21 @@ h_runs_create(struct req *r)
 	switch (out.outcome) {
 	case RUN_CREATED:
 		if (runner_spawn(a->runner, out.run_id, 1, RUN_FRESH, 0) != TE_OK) {
-			store_run_finish(a->store, out.run_id, 1, a->worker, "failed", NULL, 0,
-			    "{\"code\":\"internal\",\"message\":\"could not start a generator\"}", NULL);
+			static const char why[] =
+			    "{\"code\":\"internal\",\"message\":\"could not start a generator\"}";
+
+			/* Fail it, fenced; if even that fails, hand it back so that the sweep
+			 * resumes it: never leave it running under this live worker. */
+			rc = store_run_finish(a->store, out.run_id, 1, a->worker, "failed", NULL, 0, why,
+			    NULL);
+			if (rc == TE_OK)
+				run_publish_terminal(a, out.run_id, 1, "failed", why, "final");
+			else if (rc != TE_FENCED &&
+			    (rc = store_run_release(a->store, out.run_id, 1, a->worker)) != TE_OK &&
+			    rc != TE_FENCED)
+				tlog_run(LOG_ERROR, out.run_id, 1, "the run has no generator and could not "
+				    "be failed nor handed back: %s; the sweep fails it after max_run_s",
+				    te_strerror(rc));
 			http_error(r, API_INTERNAL, "the run %s was created but could not start", out.run_id);
 			goto out;
 		}

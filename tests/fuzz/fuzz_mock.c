@@ -89,6 +89,8 @@ parse(const char *s, struct mock_spec *spec)
 	FUZZ_CHECK(spec->fail_after >= -1 && spec->fail_after <= MAX_CHUNKS);
 	FUZZ_CHECK((spec->emit == 0 || spec->emit == 1) &&
 	    (spec->history == 0 || spec->history == 1));
+	FUZZ_CHECK(spec->big >= 0 && spec->big <= (4L << 20));
+	FUZZ_CHECK(spec->crash_at >= 0 && spec->crash_at <= MAX_CHUNKS);
 }
 
 static int

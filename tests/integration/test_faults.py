@@ -133,6 +133,154 @@ def test_live_tail_slow_consumer_drops_are_refilled(c):
         st.down()
 
 
+def test_delta_over_max_payload_is_split(c):
+    """A provider chunk whose event exceeds the server's max_payload (here 64 KiB; a
+    provider line can be 1 MiB, and control bytes escape to six) goes out as several
+    deltas under the limit, and the run completes with its exact output. (Before:
+    the publish error was ignored and the generator resent until max_run_s.)"""
+    from tether import Stack
+    st = Stack("test-faults-payload", pods=1, workers=1, env={
+        "TETHER_NATS_MAX_PAYLOAD": "65536", "TETHER_MAX_OUTPUT": "131072"})
+    st.down()
+    st.up()
+    try:
+        with open(os.path.join(st.dir, "nats", "nats.conf")) as f:
+            assert "max_payload: 65536" in f.read().split("\n"), "the NATS server is not limited"
+        api = Client(st.url, st.new_key("payload"))
+        rid = api.run(api.thread(), "big:102400 slow:2x0", model="mock")
+        w = watch(api, rid)
+        s = api.wait_terminal(rid, 30)
+        assert s["status"] == "completed", s
+        out = s["output"]
+        big = "".join("b" if i % 32 == 31 else chr(i % 32 + 1) for i in range(102399)) + " "
+        assert out[:102400] == big, repr(out[:64])
+        assert_one_attempt_text(out[102400:], 2)
+        w.wait(30)
+        assert w.final_status() == "completed", w.kinds()
+        assert w.all_text() == out
+        deltas = [e for e in w.events if e[2] == "delta"]
+        assert len(deltas) > 2 + 6, f"the big chunk was not split: {len(deltas)} deltas"
+        assert max(len(e[3].encode()) for e in deltas) < 65536 - 512, "a delta over the limit"
+        assert w.ids() == [f"1:{i}" for i in range(len(w.events))], w.ids()
+    finally:
+        st.down()
+
+
+def fault_stack(name, faults, pods=1, workers=2, env=None):
+    """A stack whose pods honour TETHER_FAULTS (app/fault.h): the ASan build of
+    scripts/test is configured with --enable-fault-injection."""
+    from tether import Stack
+    e = {"TETHER_FAULTS": faults}
+    e.update(env or {})
+    st = Stack(name, pods=pods, workers=workers, env=e)
+    st.down()
+    return st
+
+
+def test_failed_fork_does_not_lose_a_worker_slot(c):
+    """The master's first three forks fail (fault injection): each slot is retried
+    with a growing delay and the pod ends with all its workers. (Before, a failed
+    fork left the slot's pid at -1 for good: the pod never got that worker.)"""
+    st = fault_stack("test-faults-fork", "fork:3")
+    try:
+        st.up()
+        wait_until(lambda: len(st.worker_pids("pod-1")) == 2, 30, "pod-1's 2 workers")
+        log = st.log("pod-1")
+        assert log.count("fault injection: fork fails") == 3, \
+            "no injected fork failure: is this the fault-injection build (scripts/build asan)?"
+        assert log.count("could not fork a worker: Resource temporarily unavailable; trying again") == 3, \
+            log[-3000:]
+        assert Client(st.url).get("/pod/pod-1/readyz").status == 200
+    finally:
+        st.down()
+
+
+def test_claimed_run_whose_generator_cannot_start_is_handed_back(c):
+    """A worker claims an orphan and cannot start its generator thread (fault
+    injection: each worker's first takeover spawn fails). It hands the run back,
+    fenced, and the sweep resumes it elsewhere; the run completes exactly. (Before,
+    it stayed 'running' under a live owner with no generator until max_run_s.)"""
+    st = fault_stack("test-faults-spawn", "spawn_takeover:1", pods=2, workers=1,
+                     env={"TETHER_RECOVER_EVERY_S": "1"})
+    try:
+        st.up()
+        api = Client(st.url, st.new_key("spawn"))
+        rid = api.run(api.thread(), "handed back slow:30x100", model="mock")
+        s = wait_until(lambda: (lambda s: s if s["owner"] else None)(api.run_state(rid)), 10, "an owner")
+        other = "pod-2" if s["owner"]["pod"] == "pod-1" else "pod-1"
+        w = Watcher(Client(st.url, api.key), f"/pod/{other}/v1/runs/{rid}/events", reconnect=True,
+                    reconnect_path=f"/v1/runs/{rid}/events")
+        w.start()
+        wait_until(lambda: w.kinds().count("delta") >= 3, 30, "3 deltas")
+        pid = s["owner"]["pid"]
+        os.kill(pid, 9)
+        s = api.wait_terminal(rid, 60)
+        assert s["status"] == "completed", s
+        assert_one_attempt_text(s["output"], 30)
+        log = st.log("pod-1") + st.log("pod-2")
+        assert "fault injection: spawn_takeover fails" in log, \
+            "no injected spawn failure: is this the fault-injection build (scripts/build asan)?"
+        assert f'run={rid}' in log and "handed the run back for another worker to resume" in log, log[-3000:]
+        w.wait(30)
+        assert w.final_status() == "completed" and w.text_after_last_reset() == s["output"], w.kinds()
+    finally:
+        st.down()
+
+
+def test_documented_maximum_settings_stay_under_1024_descriptors(c):
+    """libfcgi select()s on connections it accepts and closes: a descriptor at or past
+    1024 overflows its fd_set. At the maxima tetherd --help documents, with a provider
+    configured and a process limit far above 1024, the master runs at a soft
+    RLIMIT_NOFILE of 1024 and fits max_runs under it; a worker raises its soft limit
+    only for the stream loop, whose streams live above 1024, so every descriptor
+    libfcgi can see stays below it."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard == resource.RLIM_INFINITY or hard > 4096, \
+        f"this test needs a hard RLIMIT_NOFILE above 4096 to start pods with (hard {hard})"
+    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    from tether import Stack
+    st = Stack("test-faults-fds", pods=1, workers=1, env={
+        "TETHER_THREADS": "900", "TETHER_MAX_WATCHERS": "896", "TETHER_MAX_RUNS": "4096",
+        "TETHER_DB_POOL": "64", "TETHER_PROVIDER_URL": "http://127.0.0.1:9/v1"})
+    try:
+        st.down()
+        st.up()
+        master = int(st.pods_state()["pod-1"][1])
+        workers = wait_until(lambda: st.worker_pids("pod-1"), 20, "pod-1's worker")
+
+        def soft_limit(pid):
+            with open(f"/proc/{pid}/limits") as f:
+                return [l for l in f if l.startswith("Max open files")][0].split()[3]
+        assert soft_limit(master) == "1024", soft_limit(master)
+        for pid in workers:
+            assert soft_limit(pid) == str(896 + 1280), soft_limit(pid)
+        assert "max_runs 4096 would need" in st.log("pod-1") and "using max_runs 9" in st.log("pod-1"), \
+            st.log("pod-1")[-2000:]
+        api = Client(st.url, st.new_key("fds"))
+        rid = api.run(api.thread(), "under the cap slow:40x100", model="mock")
+        # Streams: many open at once; each one in the loop is above 1024, everything
+        # else below.
+        ws = [watch(api, rid) for _ in range(50)]
+        wait_until(lambda: all("delta" in w.kinds() for w in ws), 30, "every stream to stream")
+
+        def fds():
+            return [int(x) for x in os.listdir(f"/proc/{workers[0]}/fd")]
+        wait_until(lambda: sum(1 for f in fds() if f >= 1024) == 50, 10, "50 streams in the loop")
+        assert max(f for f in fds() if f < 1024) < 1024 - 1, fds()
+        s = api.wait_terminal(rid, 30)
+        assert s["status"] == "completed", s
+        for w in ws:
+            w.wait(30)
+            assert w.final_status() == "completed"
+            assert w.all_text() == s["output"]
+        wait_until(lambda: not any(f >= 1024 for f in fds()), 10, "the loop's streams closed")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        st.down()
+
+
 def test_nats_back_without_its_store(c):
     """NATS restarts with an empty store (a new volume): readiness recreates the
     stream, new runs stream, and a run that was streaming ends failed, clearly,

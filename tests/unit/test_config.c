@@ -487,6 +487,38 @@ test_dump_masks_secrets(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\nprovider_url=\n"));
 }
 
+/* The documented maxima (tetherd --help) under the 1024-descriptor cap. */
+static void
+test_fit_fds(void)
+{
+	struct config cfg;
+	char msg[512];
+
+	config_defaults(&cfg);
+	cfg.threads = 900;
+	cfg.db_pool = 64;
+	cfg.max_runs = 4096;
+	/* Mock only: runs hold no descriptor; threads + pool + reserve fit. */
+	CU_ASSERT_EQUAL(config_fit_fds(&cfg, CONFIG_FD_LIMIT, msg, sizeof msg), 0);
+	CU_ASSERT_EQUAL(cfg.max_runs, 4096);
+	/* With a provider: max_runs shrinks to what the descriptors allow. */
+	snprintf(cfg.provider_url, sizeof cfg.provider_url, "http://127.0.0.1:9/v1");
+	CU_ASSERT_EQUAL(config_fit_fds(&cfg, CONFIG_FD_LIMIT, msg, sizeof msg), 1);
+	CU_ASSERT_EQUAL(cfg.max_runs, (CONFIG_FD_LIMIT - 900 - 64 - CONFIG_FD_RESERVE) / CONFIG_FDS_PER_RUN);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "using max_runs 9"));
+	CU_ASSERT((long)cfg.threads + cfg.db_pool + CONFIG_FD_RESERVE +
+	    (long)cfg.max_runs * CONFIG_FDS_PER_RUN <= CONFIG_FD_LIMIT);
+	/* Defaults fit as they are. */
+	config_defaults(&cfg);
+	snprintf(cfg.provider_url, sizeof cfg.provider_url, "http://127.0.0.1:9/v1");
+	CU_ASSERT_EQUAL(config_fit_fds(&cfg, CONFIG_FD_LIMIT, msg, sizeof msg), 0);
+	CU_ASSERT_EQUAL(cfg.max_runs, 128);
+	/* A lower process limit than threads need: refused, clearly. */
+	cfg.threads = 900;
+	CU_ASSERT_EQUAL(config_fit_fds(&cfg, 512, msg, sizeof msg), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "lower threads"));
+}
+
 static const struct unit_case cases[] = {
 	{ "defaults", test_defaults },
 	{ "load defaults", test_load_defaults },
@@ -502,6 +534,7 @@ static const struct unit_case cases[] = {
 	{ "help", test_help },
 	{ "config_set", test_set },
 	{ "dump masks secrets", test_dump_masks_secrets },
+	{ "file descriptor budget", test_fit_fds },
 };
 
 UNIT_MAIN("config", cases)

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "config.h"
@@ -455,6 +457,84 @@ test_provider_cancel(void)
 	provider_free(k.c);
 }
 
+static void
+test_parse_big_crash(void)
+{
+	struct mock_spec s;
+
+	mock_parse("hello", &s);
+	CU_ASSERT_EQUAL(s.big, 0);
+	CU_ASSERT_EQUAL(s.crash_at, 0);
+	mock_parse("big:102400 slow:2x0", &s);
+	CU_ASSERT_EQUAL(s.big, 102400);
+	CU_ASSERT_EQUAL(s.chunks, 2);
+	mock_parse("big:4194304", &s);
+	CU_ASSERT_EQUAL(s.big, 4194304);
+	mock_parse("big:4194305 big:0 bigx:3 big:7x", &s);
+	CU_ASSERT_EQUAL(s.big, 0);
+	mock_parse("crash:3", &s);
+	CU_ASSERT_EQUAL(s.crash_at, 3);
+	mock_parse("crash:0 crash:-1 nocrash:2 crash:x", &s);
+	CU_ASSERT_EQUAL(s.crash_at, 0);
+	mock_parse("(crash:7).", &s);
+	CU_ASSERT_EQUAL(s.crash_at, 7);
+}
+
+/* big:<N>: one N-byte first chunk of control bytes (and 'b's) ending in a space,
+ * then the usual chunks. */
+static void
+test_provider_big(void)
+{
+	struct call k;
+	struct buf b;
+	char err[256];
+	int rc, eof;
+	size_t ctl = 0;
+
+	call_start(&k, "big:1000 slow:1x0", 0);
+	buf_init(&b, 1 << 20);
+	rc = provider_next(k.c, &b, &eof, err, sizeof err);
+	CU_ASSERT_EQUAL(rc, TE_OK);
+	CU_ASSERT_EQUAL(eof, 0);
+	CU_ASSERT_EQUAL(b.len, 1000);
+	for (size_t i = 0; i < b.len; i++)
+		ctl += (unsigned char)b.data[i] < 0x20;
+	CU_ASSERT_EQUAL(ctl, 999 - 999 / 32);
+	CU_ASSERT_EQUAL(b.data[0], 1);
+	CU_ASSERT_EQUAL(b.data[31], 'b');
+	CU_ASSERT_EQUAL(b.data[999], ' ');
+	buf_reset(&b);
+	CU_ASSERT_EQUAL(provider_next(k.c, &b, &eof, err, sizeof err), TE_OK);
+	CU_ASSERT(b.len > 0 && strstr(b.data, " chunk-1 ") != NULL);
+	buf_free(&b);
+	provider_free(k.c);
+}
+
+/* crash:<K>: the process aborts at chunk K (run in a child). */
+static void
+test_provider_crash(void)
+{
+	int status = 0;
+	pid_t pid = fork();
+
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		struct call k;
+		struct buf b;
+		char err[256];
+		int eof;
+
+		call_start(&k, "crash:2 slow:5x0", 0);
+		buf_init(&b, 4096);
+		if (provider_next(k.c, &b, &eof, err, sizeof err) != TE_OK)
+			_exit(10);              /* chunk 1 must come */
+		provider_next(k.c, &b, &eof, err, sizeof err);
+		_exit(11);                      /* chunk 2 must not */
+	}
+	CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+	CU_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+}
+
 static const struct unit_case cases[] = {
 	{ "parse defaults", test_parse_defaults },
 	{ "parse slow", test_parse_slow },
@@ -468,6 +548,9 @@ static const struct unit_case cases[] = {
 	{ "provider history", test_provider_history },
 	{ "provider other models", test_provider_other_models },
 	{ "provider cancel", test_provider_cancel },
+	{ "parse big and crash", test_parse_big_crash },
+	{ "provider big", test_provider_big },
+	{ "provider crash", test_provider_crash },
 };
 
 UNIT_MAIN("mock", cases)

@@ -2,6 +2,8 @@
  * buffer (buf.c) and log escaping (log.c). */
 #include "unit.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -464,6 +466,43 @@ test_clocks(void)
 	CU_ASSERT(now_ms() - m0 >= 5);
 }
 
+/* deadline_ts + cond_init_monotonic: a timed wait measured on CLOCK_MONOTONIC. */
+static void
+test_deadline(void)
+{
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv;
+	struct timespec a, b;
+	int64_t t0, waited;
+	int rc;
+
+	deadline_ts(&a, 0);
+	deadline_ts(&b, 1500);
+	waited = ((int64_t)b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+	CU_ASSERT(waited >= 1500 && waited < 1600);
+	CU_ASSERT(b.tv_nsec >= 0 && b.tv_nsec < 1000000000L);
+	deadline_ts(&b, 999);
+	CU_ASSERT(b.tv_nsec >= 0 && b.tv_nsec < 1000000000L);
+	/* The deadline is on the monotonic clock: same epoch as now_ms(). */
+	deadline_ts(&a, 0);
+	CU_ASSERT(llabs((int64_t)a.tv_sec * 1000 + a.tv_nsec / 1000000 - now_ms()) < 50);
+
+	CU_ASSERT_EQUAL_FATAL(cond_init_monotonic(&cv), 0);
+	pthread_mutex_lock(&mu);
+	t0 = now_ms();
+	deadline_ts(&a, 60);
+	do
+		rc = pthread_cond_timedwait(&cv, &mu, &a);
+	while (rc == 0);
+	waited = now_ms() - t0;
+	pthread_mutex_unlock(&mu);
+	CU_ASSERT_EQUAL(rc, ETIMEDOUT);
+	/* A wall-clock condition variable would have returned at once (its epoch is
+	 * 1970, so a monotonic deadline lies decades in the past). */
+	CU_ASSERT(waited >= 59 && waited < 2000);
+	pthread_cond_destroy(&cv);
+}
+
 static const struct unit_case cases[] = {
 	{ "uuid", test_uuid },
 	{ "parse_int64", test_parse_int64 },
@@ -478,6 +517,7 @@ static const struct unit_case cases[] = {
 	{ "log escape", test_log_escape },
 	{ "log levels", test_log_levels },
 	{ "clocks", test_clocks },
+	{ "monotonic deadlines", test_deadline },
 };
 
 UNIT_MAIN("util", cases)
