@@ -90,6 +90,7 @@ struct watcher {
 	int closing;
 	unsigned long seen;
 	struct watcher *prev, *next;    /* the loop's streams */
+	struct watcher *next_look;      /* (loop) this wakeup's kicked streams */
 	/* guarded by l->mu */
 	int kicked;
 	struct watcher *next_kick;
@@ -600,6 +601,11 @@ w_close(struct watcher *x)
 		return;
 	}
 	x->closing = 1;
+	if (x->pushed) {
+		/* After this the hub's delivery thread no longer touches x. */
+		hub_unsubscribe(x->hr, &x->hs);
+		x->pushed = 0;
+	}
 	if (x->prev)
 		x->prev->next = x->next;
 	else
@@ -842,17 +848,21 @@ on_wake(uv_async_t *h)
 	struct watcher *list;
 	int closing;
 
+	/* A stream may be kicked again as soon as the lock is let go, which rewrites
+	 * next_kick: walk this wakeup's list by next_look. */
 	pthread_mutex_lock(&l->mu);
 	list = l->kicks;
 	l->kicks = NULL;
-	for (struct watcher *x = list; x; x = x->next_kick)
+	for (struct watcher *x = list; x; x = x->next_kick) {
 		x->kicked = 0;
+		x->next_look = x->next_kick;
+	}
 	closing = l->closing;
 	pthread_mutex_unlock(&l->mu);
 	while (list) {
 		struct watcher *x = list;
 
-		list = x->next_kick;
+		list = x->next_look;
 		w_look(x);
 	}
 	if (closing) {

@@ -43,6 +43,7 @@ static int listen_fd = -1;
 static atomic_int stop_accept;
 static atomic_int stop_heartbeat;
 static struct store_live *live;
+static pthread_t hb_thread;           /* the liveness connection's heartbeat */
 static atomic_int *in_accept;           /* per request thread: blocked in accept */
 /* One thread per worker waits in accept() at a time. The kernel queues accepting
  * tasks FIFO, so with every thread in accept() one worker would take `threads`
@@ -299,7 +300,10 @@ drain(pthread_t *threads, int nthreads)
 		runner_abort_all(app.runner);
 		left = runner_wait(app.runner, now_ms() + 2000);
 	}
+	/* The heartbeat thread uses the liveness connection: stop it before closing
+	 * that (ThreadSanitizer found the two racing). */
 	atomic_store(&stop_heartbeat, 1);
+	pthread_join(hb_thread, NULL);
 	/* Release the lock last: survivors may take over only what we no longer run. */
 	store_live_close(live, left == 0);
 	live = NULL;
@@ -313,7 +317,7 @@ worker_main(const struct config *cfg, int fd, pid_t master, struct crash_slot *c
 	sigset_t stopset, usr2;
 	struct sigaction sa;
 	pthread_attr_t attr;
-	pthread_t hb, *threads;
+	pthread_t *threads;
 	int nthreads = 0, sig, remain;
 
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -377,7 +381,7 @@ worker_main(const struct config *cfg, int fd, pid_t master, struct crash_slot *c
 
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, REQ_STACK);
-	if (pthread_create(&hb, &attr, heartbeat_thread, &master) != 0) {
+	if (pthread_create(&hb_thread, &attr, heartbeat_thread, &master) != 0) {
 		tlog(LOG_ERROR, "could not start the heartbeat thread");
 		return 1;
 	}
@@ -401,7 +405,6 @@ worker_main(const struct config *cfg, int fd, pid_t master, struct crash_slot *c
 			tlog(LOG_INFO, "SIGHUP ignored");
 	}
 	remain = drain(threads, nthreads);
-	pthread_join(hb, NULL);
 	store_shutdown(app.store);
 	/* Generators past the drain deadline, request threads still unwinding a
 	 * response and hub consumers (which outlive their last watcher by up to a

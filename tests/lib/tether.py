@@ -63,7 +63,8 @@ class Stack:
         self.admin = self.env["TETHER_ADMIN_TOKEN"]
         return self
 
-    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer")
 
     def sanitizer_reports(self):
         """Sanitizer reports in the pods' logs (a build with --enable-asan writes them there)."""
