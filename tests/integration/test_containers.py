@@ -10,7 +10,8 @@ official images and docker/Dockerfile built unchanged).
 4. `docker-compose stop` of the owner's container: tetherd (behind tini) drains
    and exits 0 within stop_grace_period; the run completes elsewhere.
 5. The cron container's sweep claims an unwatched orphan of a killed container.
-6. `down -v` leaves no container, volume or network of the project, nothing on
+6. `down` and `up` again keep the data (pgdata, natsdata volumes).
+7. `down -v` leaves no container, volume or network of the project, nothing on
    the port.
 
 Prints the measured times (image build, compose up to healthy, kill -> reset).
@@ -89,6 +90,19 @@ class Ctx:
     def new_key(self, tenant):
         p = self.compose("exec", "-T", "pod-1", "sh", "-c", f"TETHER_URL=http://nginx tetherctl key {tenant}")
         return json.loads(p.stdout)["key"]
+
+
+def start_run(user, text):
+    """POST a run; a 503 (API.md: retryable, Retry-After: 1) is retried for 30 s: a
+    loaded machine can make a pod's PostgreSQL check time out."""
+    def once():
+        r = user.post(f"/v1/threads/{tid}/runs", {"input": text})
+        if r.status == 503:
+            return None
+        assert r.status == 202, r
+        return r.json["run_id"]
+    tid = user.thread()
+    return wait_until(once, 30, f"POST /v1/threads/{tid}/runs accepted", 1.0)
 
 
 def owner(api, rid, attempt=1):
@@ -199,7 +213,7 @@ def test_stream_through_published_port(c):
 
 def test_kill_owner_container_watchers_exact(c):
     user = Client(c.url, c.key)
-    rid = user.run(user.thread(), "takeover slow:20x300")
+    rid = start_run(user, "takeover slow:20x300")
     pod = owner(user, rid)
     ws = [Watcher(Client(c.url, c.key), f"/v1/runs/{rid}/events", reconnect=True, name=f"w{i}") for i in range(6)]
     for w in ws:
@@ -232,7 +246,7 @@ def test_kill_owner_container_watchers_exact(c):
 
 def test_compose_stop_drains_within_grace(c):
     user = Client(c.url, c.key)
-    rid = user.run(user.thread(), "slow:120x100")  # 12 s: longer than the 10 s drain
+    rid = start_run(user, "slow:120x100")  # 12 s: longer than the 10 s drain
     pod = owner(user, rid)
     w = Watcher(Client(c.url, c.key), f"/v1/runs/{rid}/events", reconnect=True)
     w.start()
@@ -258,7 +272,7 @@ def test_compose_stop_drains_within_grace(c):
 
 def test_cron_container_claims_unwatched_orphan(c):
     user = Client(c.url, c.key)
-    rid = user.run(user.thread(), "orphan slow:15x200")
+    rid = start_run(user, "orphan slow:15x200")
     pod = owner(user, rid)
     every = 2  # TETHER_RECOVER_EVERY_S of the env file
     with open(c.env["TETHER_ENV_FILE"]) as f:
@@ -280,7 +294,36 @@ def test_cron_container_claims_unwatched_orphan(c):
     restore(c, pod)
 
 
-# ---------- 6. down ----------
+# ---------- 6. volumes ----------
+
+def test_down_and_up_keeps_the_volumes(c):
+    """`down` without -v, then `up`: the thread and key (pgdata) and the run's events
+    (natsdata) are still there; postgres is not initialised again, migrate applies 0."""
+    user = Client(c.url, c.key)
+    tid = user.thread("kept")
+    rid = user.run(tid, "slow:3x10")
+    s = user.wait_terminal(rid, 30)
+    assert s["status"] == "completed", s
+    pg_vol = [v for v in c.podman("volume", "ls", "--format", "{{.Name}}").stdout.split() if v.endswith("_pgdata")]
+    assert pg_vol == [c.project + "_pgdata"], pg_vol
+    c.compose("down", timeout=180)
+    assert c.compose("ps", "-q").stdout == ""
+    t0 = time.monotonic()
+    sh([SCRIPT, "up"], timeout=600)
+    c.times["compose up again (images cached, volumes kept)"] = time.monotonic() - t0
+    c.nginx_ips = {n: c.inspect_ip(n) for n in PODS}
+    assert "initialised" not in c.log("postgres")
+    assert c.log("migrate").strip() == "migrations applied: 0"
+    r = user.get(f"/v1/threads/{tid}")
+    assert r.status == 200 and r.json["title"] == "kept", r
+    w = Watcher(user, f"/v1/runs/{rid}/events")
+    w.start()
+    w.wait(30)
+    assert w.kinds() == ["start", "delta", "delta", "delta", "done"], w.kinds()
+    assert w.all_text() == s["output"] and w.final_status() == "completed"
+
+
+# ---------- 7. down -v ----------
 
 def test_down_leaves_nothing(c):
     project = c.project
@@ -289,6 +332,19 @@ def test_down_leaves_nothing(c):
     assert sh(["podman", "ps", "-a", "-q", "--filter", label]).stdout == ""
     assert sh(["podman", "volume", "ls", "-q", "--filter", label]).stdout == ""
     assert project + "_default" not in sh(["podman", "network", "ls", "--format", "{{.Name}}"]).stdout.split()
+    # No process of the project is left (podman keeps exec sessions' conmon for 300 s).
+    def project_procs():
+        out = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if any(a.startswith(project + "_") for a in argv):
+                out.append((pid, " ".join(argv)[:200]))
+        return out
+    wait_until(lambda: not project_procs(), 10, f"no process of {project} left")
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", int(c.env["TETHER_HTTP_PORT"]))) != 0, "the port still answers"
     c.env = None
@@ -296,7 +352,7 @@ def test_down_leaves_nothing(c):
 
 ORDER = ["test_up_healthy", "test_stream_through_published_port", "test_kill_owner_container_watchers_exact",
          "test_compose_stop_drains_within_grace", "test_cron_container_claims_unwatched_orphan",
-         "test_down_leaves_nothing"]
+         "test_down_and_up_keeps_the_volumes", "test_down_leaves_nothing"]
 
 
 def setup():
