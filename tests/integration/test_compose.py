@@ -57,6 +57,19 @@ BUILD_PKGS = ["build-essential", "autoconf", "automake", "libtool", "pkg-config"
               "libcunit1-dev"]
 
 
+# The compose file's variables: the tests set the ones they need (a shell after
+# `export $(scripts/compose-local env)` has them all).
+COMPOSE_VARS = ("TETHER_IMAGE", "TETHER_ENV_FILE", "TETHER_HTTP_BIND", "TETHER_HTTP_PORT", "TETHER_POSTGRES_IMAGE",
+                "TETHER_NATS_IMAGE", "TETHER_NGINX_IMAGE", "TETHER_PYTHON_IMAGE", "COMPOSE_FILE",
+                "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "DOCKER_HOST")
+
+
+def compose_env(**kw):
+    env = {k: v for k, v in os.environ.items() if k not in COMPOSE_VARS}
+    env.update(kw)
+    return env
+
+
 def sh(cmd, **kw):
     kw.setdefault("timeout", 120)
     return subprocess.run(cmd, text=True, capture_output=True, **kw)
@@ -128,7 +141,7 @@ class Ctx:
     def config(self):
         if self._config is None:
             p = sh(["docker-compose", "-f", COMPOSE, "config"],
-                   env=dict(os.environ, TETHER_ENV_FILE="tether.env.example"))
+                   env=compose_env(TETHER_ENV_FILE="tether.env.example"))
             assert p.returncode == 0, f"docker-compose config failed:\n{p.stderr}"
             self._config = yaml.safe_load(p.stdout)
         return self._config
@@ -182,11 +195,11 @@ def build_image(tmp):
 
 def test_compose_config_valid(c):
     p = sh(["docker-compose", "-f", COMPOSE, "config", "--quiet"],
-           env=dict(os.environ, TETHER_ENV_FILE="tether.env.example"))
+           env=compose_env(TETHER_ENV_FILE="tether.env.example"))
     assert p.returncode == 0 and p.stderr == "", p.stderr
     # Without the env file (not copied yet) compose refuses to start: say so, loudly.
     p = sh(["docker-compose", "-f", COMPOSE, "config", "--quiet"],
-           env=dict(os.environ, TETHER_ENV_FILE="no-such.env"))
+           env=compose_env(TETHER_ENV_FILE="no-such.env"))
     assert p.returncode != 0 and "no-such.env" in p.stderr, p.stderr
     # The real env file is never committed.
     assert read(os.path.join(DOCKER, ".gitignore")).split() == ["tether.env"]
@@ -212,6 +225,16 @@ def test_compose_one_image(c):
     assert svcs["nats"]["image"] == "nats:2.9-alpine"
     assert svcs["nginx"]["image"] == "nginx:1.26-bookworm"
     assert svcs["fake-model"]["image"] == "python:3.11-slim-bookworm"
+    # Each official image's name comes from a variable (scripts/compose-local runs
+    # stand-ins built from Debian packages where no registry is reachable).
+    p = sh(["docker-compose", "-f", COMPOSE, "config"],
+           env=compose_env(TETHER_ENV_FILE="tether.env.example", TETHER_POSTGRES_IMAGE="pg:x",
+                           TETHER_NATS_IMAGE="nats:x", TETHER_NGINX_IMAGE="nginx:x", TETHER_PYTHON_IMAGE="py:x",
+                           TETHER_IMAGE="tether:x"))
+    svcs = yaml.safe_load(p.stdout)["services"]
+    assert {n: s["image"] for n, s in svcs.items()} == {
+        "postgres": "pg:x", "nats": "nats:x", "nginx": "nginx:x", "fake-model": "py:x",
+        **{n: "tether:x" for n in tether}}
 
 
 def test_compose_pod_environment(c):
@@ -290,7 +313,8 @@ def test_compose_healthchecks_and_depends_on(c):
 def test_compose_ports_and_volumes(c):
     svcs = c.config()["services"]
     assert {n for n, s in svcs.items() if s.get("ports")} == {"nginx"}
-    assert svcs["nginx"]["ports"] == [{"published": 8080, "target": 80}]
+    # All addresses by default (as before); scripts/compose-local binds 127.0.0.1.
+    assert svcs["nginx"]["ports"] == ["0.0.0.0:8080:80/tcp"]
     for n, s in svcs.items():
         assert "expose" not in s and "network_mode" not in s, n
     assert svcs["postgres"]["volumes"] == ["pgdata:/var/lib/postgresql/data:rw"]
@@ -310,8 +334,9 @@ def test_compose_ports_and_volumes(c):
             assert not host.startswith("/") or os.path.exists(host), (n, v)
     # The port comes from TETHER_HTTP_PORT when set.
     p = sh(["docker-compose", "-f", COMPOSE, "config"],
-           env=dict(os.environ, TETHER_ENV_FILE="tether.env.example", TETHER_HTTP_PORT="9999"))
-    assert yaml.safe_load(p.stdout)["services"]["nginx"]["ports"] == [{"published": 9999, "target": 80}]
+           env=compose_env(TETHER_ENV_FILE="tether.env.example", TETHER_HTTP_PORT="9999",
+                                   TETHER_HTTP_BIND="127.0.0.1"))
+    assert yaml.safe_load(p.stdout)["services"]["nginx"]["ports"] == ["127.0.0.1:9999:80/tcp"]
 
 
 # ---------- 2. the Dockerfile ----------
