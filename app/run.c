@@ -3,6 +3,7 @@
  * attempt and owner. A fenced write means someone else owns the run now (a taker
  * or a cancel): the generator stops at once and writes nothing more. */
 #include "run.h"
+#include "sse.h"
 #include "app.h"
 #include "bus.h"
 #include "buf.h"
@@ -200,11 +201,8 @@ gen_publish(struct gen *g, enum bus_ev type, int64_t end, const char *msg_id, co
 
 /* Seq 0 of a takeover: reset, expecting the subject's last sequence as read. */
 static int
-gen_reset(struct gen *g)
+gen_reset_publish(struct gen *g, const char *data, size_t n)
 {
-	char data[96];
-	int n = snprintf(data, sizeof data, "{\"attempt\":%d,\"reason\":\"owner_lost\"}", g->attempt);
-
 	for (int i = 0; i < RESET_TRIES; i++) {
 		struct bus_event last;
 		struct run_state rs;
@@ -227,7 +225,7 @@ gen_reset(struct gen *g)
 			continue;
 		}
 		g->seq = 0;
-		rc = bus_publish(g->a->bus, g->run, g->attempt, 0, EV_RESET, 0, NULL, data, (size_t)n,
+		rc = bus_publish(g->a->bus, g->run, g->attempt, 0, EV_RESET, 0, NULL, data, n,
 		    g->prev, g->deadline_ms, &g->prev);
 		if (rc == TE_OK)
 			return TE_OK;
@@ -246,14 +244,26 @@ gen_reset(struct gen *g)
 }
 
 static int
+gen_reset(struct gen *g)
+{
+	struct buf data;
+	int rc;
+
+	buf_init(&data, 96);
+	if ((rc = event_reset_json(&data, g->attempt)) == TE_OK)
+		rc = gen_reset_publish(g, data.data, data.len);
+	buf_free(&data);
+	return rc;
+}
+
+static int
 gen_start_event(struct gen *g)
 {
 	struct buf b;
 	int rc;
 
 	buf_init(&b, 256);
-	rc = buf_printf(&b, "{\"run_id\":\"%s\",\"thread_id\":\"%s\",\"attempt\":%d}", g->run,
-	    g->ctx.thread_id, g->attempt);
+	rc = event_start_json(&b, g->run, g->ctx.thread_id, g->attempt);
 	g->seq = 0;
 	if (rc == TE_OK)
 		rc = gen_publish(g, EV_START, 0, NULL, b.data, b.len, 1);
@@ -294,11 +304,8 @@ gen_done(struct gen *g, const char *status, const char *error_json)
 	struct buf b;
 
 	buf_init(&b, (error_json ? strlen(error_json) : 0) + 64);
-	if (error_json)
-		buf_printf(&b, "{\"status\":\"%s\",\"error\":%s}", status, error_json);
-	else
-		buf_printf(&b, "{\"status\":\"%s\"}", status);
-	gen_publish(g, EV_DONE, 0, NULL, b.data, b.len, 1);
+	if (event_done_json(&b, status, error_json) == TE_OK)
+		gen_publish(g, EV_DONE, 0, NULL, b.data, b.len, 1);
 	buf_free(&b);
 }
 
@@ -720,10 +727,10 @@ run_publish_terminal(struct app *a, const char *run_id, int attempt, const char 
 	int rc = TE_FENCED;
 
 	buf_init(&b, (error_json ? strlen(error_json) : 0) + 64);
-	if (error_json)
-		buf_printf(&b, "{\"status\":\"%s\",\"error\":%s}", status, error_json);
-	else
-		buf_printf(&b, "{\"status\":\"%s\"}", status);
+	if (event_done_json(&b, status, error_json) != TE_OK) {
+		buf_free(&b);
+		return TE_NOMEM;
+	}
 	/* One id per run and reason: a retried publish is stored once. */
 	snprintf(msg_id, sizeof msg_id, "%s:%s", run_id, why);
 	for (int i = 0; i < RESET_TRIES && rc == TE_FENCED; i++) {

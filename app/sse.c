@@ -65,3 +65,24 @@ event_id_parse(const char *s, size_t n, int *attempt, int64_t *seq)
 	*seq = q;
 	return 0;
 }
+
+int
+event_start_json(struct buf *b, const char *run_id, const char *thread_id, int attempt)
+{
+	return buf_printf(b, "{\"run_id\":\"%s\",\"thread_id\":\"%s\",\"attempt\":%d}", run_id,
+	    thread_id, attempt);
+}
+
+int
+event_reset_json(struct buf *b, int attempt)
+{
+	return buf_printf(b, "{\"attempt\":%d,\"reason\":\"owner_lost\"}", attempt);
+}
+
+int
+event_done_json(struct buf *b, const char *status, const char *error_json)
+{
+	if (error_json)
+		return buf_printf(b, "{\"status\":\"%s\",\"error\":%s}", status, error_json);
+	return buf_printf(b, "{\"status\":\"%s\"}", status);
+}

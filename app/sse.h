@@ -20,4 +20,11 @@ int sse_comment(struct buf *b, const char *text);
  * no spaces, no leading zeros beyond "0". Returns 0 or -1. */
 int event_id_parse(const char *s, size_t n, int *attempt, int64_t *seq);
 
+/* The data of the events tether writes itself (API.md, "Events"), in one place for
+ * the generator, the terminal publishes and the watchers' completion. error_json
+ * is a JSON object or NULL. */
+int event_start_json(struct buf *b, const char *run_id, const char *thread_id, int attempt);
+int event_reset_json(struct buf *b, int attempt);
+int event_done_json(struct buf *b, const char *status, const char *error_json);
+
 #endif

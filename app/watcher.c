@@ -184,15 +184,16 @@ src_release(struct bus_event *ev, struct hub_event *he)
 static int
 send_opener(struct watcher *x, int attempt, int as_reset)
 {
-	char data[192];
-	int n;
+	struct buf data;
+	int rc;
 
-	if (as_reset)
-		n = snprintf(data, sizeof data, "{\"attempt\":%d,\"reason\":\"owner_lost\"}", attempt);
-	else
-		n = snprintf(data, sizeof data, "{\"run_id\":\"%s\",\"thread_id\":\"%s\",\"attempt\":%d}",
-		    x->run, x->thread_id, attempt);
-	return send_event(x, attempt, 0, as_reset ? "reset" : "start", data, (size_t)n);
+	buf_init(&data, 256);
+	rc = as_reset ? event_reset_json(&data, attempt)
+	    : event_start_json(&data, x->run, x->thread_id, attempt);
+	if (rc == TE_OK)
+		rc = send_event(x, attempt, 0, as_reset ? "reset" : "start", data.data, data.len);
+	buf_free(&data);
+	return rc;
 }
 
 static int
@@ -242,10 +243,7 @@ synthesise(struct watcher *x, const struct run_state *rs)
 		buf_reset(&b);
 	}
 	if (rc == TE_OK) {
-		if (rs->error_json)
-			rc = buf_printf(&b, "{\"status\":\"%s\",\"error\":%s}", rs->status, rs->error_json);
-		else
-			rc = buf_printf(&b, "{\"status\":\"%s\"}", rs->status);
+		rc = event_done_json(&b, rs->status, rs->error_json);
 		if (rc == TE_OK)
 			rc = send_event(x, s.attempt, s.done_seq, "done", b.data, b.len);
 	}
