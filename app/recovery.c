@@ -1,11 +1,10 @@
-/* recovery.c - DESIGN.md "Who notices": watchers (stall probe) and the cron sweep. */
+/* recovery.c - DESIGN.md "Who notices": watchers (stall probe) and the cron sweep.
+ * The decisions are here and in the store's probe-and-claim transaction; every
+ * effect goes through struct recovery_ops. */
 #include "recovery.h"
-#include "app.h"
-#include "config.h"
 #include "err.h"
 #include "log.h"
-#include "run.h"
-#include "store.h"
+#include "util.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -28,19 +27,19 @@ struct probed {
 };
 
 struct recovery {
-	struct app *app;
+	struct recovery_ops ops;
 	pthread_mutex_t mu;             /* guards probed */
 	struct probed probed[MAX_PROBED];
 };
 
 int
-recovery_new(struct recovery **out, struct app *app)
+recovery_new(struct recovery **out, const struct recovery_ops *ops)
 {
 	struct recovery *r = calloc(1, sizeof *r);
 
 	if (!r)
 		return TE_NOMEM;
-	r->app = app;
+	r->ops = *ops;
 	pthread_mutex_init(&r->mu, NULL);
 	*out = r;
 	return TE_OK;
@@ -79,12 +78,12 @@ probe_enter(struct recovery *r, const char *run_id, int64_t silence_ms)
 		p = victim;
 		memset(p, 0, sizeof *p);
 		memcpy(p->run_id, run_id, UUID_LEN + 1);
-		p->backoff_ms = r->app->cfg->stall_ms;
+		p->backoff_ms = r->ops.stall_ms;
 	}
 	if (p && !p->inflight) {
 		if (silence_ms < p->silence_ms) {
 			/* The run spoke since the last probe: start the backoff over. */
-			p->backoff_ms = r->app->cfg->stall_ms;
+			p->backoff_ms = r->ops.stall_ms;
 			p->next_ms = 0;
 		}
 		if (now >= p->next_ms) {
@@ -121,73 +120,70 @@ probe_leave(struct recovery *r, const char *run_id, int alive)
 }
 
 static void
-resume(struct app *a, const struct claimed *c, enum run_kind kind, const char *via,
+resume(struct recovery *r, const struct claimed *c, enum resume_kind kind, const char *via,
     int64_t claimed_us, int64_t silence_ms)
 {
-	runner_reserve_force(a->runner);
-	if (kind == RUN_TAKEOVER)
+	const struct recovery_ops *o = &r->ops;
+	int rc;
+
+	if (kind == RESUME_TAKEOVER)
 		tlog_run(LOG_INFO, c->run_id, c->attempt,
 		    "takeover via=%s old_owner=%ld new_owner=%ld silence_ms=%lld", via, c->old_owner,
-		    a->worker, (long long)silence_ms);
+		    o->worker, (long long)silence_ms);
 	else
 		tlog_run(LOG_INFO, c->run_id, c->attempt, "starting queued run via=%s", via);
-	if (runner_spawn(a->runner, c->run_id, c->attempt, kind, claimed_us) != TE_OK) {
-		int rc;
-
-		runner_unreserve(a->runner);
-		/* Claimed but not generated: a live owner's runs are never taken over, so
-		 * hand it back (fenced by attempt) for the sweep to resume elsewhere. */
-		rc = store_run_release(a->store, c->run_id, c->attempt, a->worker);
-		if (rc == TE_OK)
-			tlog_run(LOG_WARN, c->run_id, c->attempt, "could not start a generator; handed "
-			    "the run back for another worker to resume");
-		else if (rc != TE_FENCED)
-			tlog_run(LOG_ERROR, c->run_id, c->attempt, "could not start a generator, nor "
-			    "hand the run back: %s; the sweep fails it after max_run_s", te_strerror(rc));
-	}
+	if (o->spawn(o->arg, c->run_id, c->attempt, kind, claimed_us) == TE_OK)
+		return;
+	/* Claimed but not generated: a live owner's runs are never taken over, so hand
+	 * it back (fenced by attempt) for the sweep to resume elsewhere. */
+	rc = o->release(o->arg, c->run_id, c->attempt);
+	if (rc == TE_OK)
+		tlog_run(LOG_WARN, c->run_id, c->attempt, "could not start a generator; handed "
+		    "the run back for another worker to resume");
+	else if (rc != TE_FENCED)
+		tlog_run(LOG_ERROR, c->run_id, c->attempt, "could not start a generator, nor "
+		    "hand the run back: %s; the sweep fails it after max_run_s", te_strerror(rc));
 }
 
 static void
-publish_failures(struct app *a, const struct claim_set *failed)
+publish_failures(struct recovery *r, const struct claim_set *failed)
 {
-	for (size_t i = 0; i < failed->n; i++) {
-		struct run_state rs;
+	for (size_t i = 0; i < failed->n; i++)
+		r->ops.publish_failed(r->ops.arg, failed->v[i].run_id);
+}
 
-		if (store_run_state(a->store, NULL, failed->v[i].run_id, &rs) != TE_OK)
-			continue;
-		tlog_run(LOG_WARN, rs.id, rs.attempt, "run failed by the sweep: %s",
-		    rs.error_json ? rs.error_json : "-");
-		if (!strcmp(rs.status, "failed"))
-			run_publish_terminal(a, rs.id, rs.attempt, "failed", rs.error_json, "final");
-		store_run_state_free(&rs);
-	}
+static int
+free_slots(struct recovery *r)
+{
+	int slots = r->ops.free_slots(r->ops.arg);
+
+	return slots > 0 ? slots : 0;
 }
 
 enum recover_rc
 recovery_check_run(struct recovery *r, const char *run_id, long owner, int attempt,
     int64_t silence_ms)
 {
-	struct app *a = r->app;
+	const struct recovery_ops *o = &r->ops;
 	struct claim_set claimed = { 0 }, failed = { 0 };
-	enum probe_result pr;
+	enum probe_result pr = PROBE_ALIVE;
 	enum recover_rc out;
 	int rc;
 
-	if (owner == a->worker)
+	if (owner == o->worker)
 		return RECOVER_ALIVE;   /* our own generator: alive by definition */
 	if (!probe_enter(r, run_id, silence_ms))
 		return RECOVER_BUSY;
-	rc = store_probe_claim(a->store, a->worker, a->pod, a->pid, owner, run_id, attempt, 1,
-	    a->cfg->max_attempts, a->cfg->pg_grace_s, &pr, &claimed, &failed);
+	rc = o->probe_claim(o->arg, owner, run_id, attempt, 1, &pr, &claimed, &failed);
 	if (rc != TE_OK) {
 		out = RECOVER_ERROR;
 	} else if (pr == PROBE_ALIVE) {
 		out = RECOVER_ALIVE;
 	} else if (claimed.n == 1) {
-		resume(a, &claimed.v[0], RUN_TAKEOVER, "watch", now_us(), silence_ms);
+		resume(r, &claimed.v[0], RESUME_TAKEOVER, "watch", now_us(), silence_ms);
 		out = RECOVER_CLAIMED;
 	} else if (failed.n == 1) {
-		publish_failures(a, &failed);
+		publish_failures(r, &failed);
 		out = RECOVER_FAILED;
 	} else {
 		out = RECOVER_LOST;
@@ -201,30 +197,26 @@ recovery_check_run(struct recovery *r, const char *run_id, long owner, int attem
 int
 recovery_sweep(struct recovery *r, struct sweep_result *out)
 {
-	struct app *a = r->app;
-	const struct config *cfg = a->cfg;
+	const struct recovery_ops *o = &r->ops;
 	struct worker_ref *ws = NULL;
 	size_t nws = 0;
 	int rc;
 
 	memset(out, 0, sizeof *out);
-	if ((rc = store_workers_list(a->store, &ws, &nws)) != TE_OK)
+	if ((rc = o->workers_list(o->arg, &ws, &nws)) != TE_OK)
 		return rc;
 	if (nws && !(out->dead = calloc(nws, sizeof *out->dead))) {
 		free(ws);
 		return TE_NOMEM;
 	}
 	for (size_t i = 0; i < nws; i++) {
-		enum probe_result pr;
+		enum probe_result pr = PROBE_ALIVE;
 		size_t before = out->claimed.n;
-		int slots;
 
-		if (ws[i].id == a->worker)
+		if (ws[i].id == o->worker)
 			continue;
 		out->probed++;
-		slots = runner_free_slots(a->runner);
-		rc = store_probe_claim(a->store, a->worker, a->pod, a->pid, ws[i].id, NULL, 0,
-		    slots > 0 ? slots : 0, cfg->max_attempts, cfg->pg_grace_s, &pr, &out->claimed,
+		rc = o->probe_claim(o->arg, ws[i].id, NULL, 0, free_slots(r), &pr, &out->claimed,
 		    &out->failed);
 		if (rc != TE_OK)
 			goto out;
@@ -234,34 +226,27 @@ recovery_sweep(struct recovery *r, struct sweep_result *out)
 			    ws[i].id, ws[i].pod, (int)ws[i].pid, out->claimed.n - before);
 		}
 		for (size_t k = before; k < out->claimed.n; k++)
-			resume(a, &out->claimed.v[k], RUN_TAKEOVER, "sweep", now_us(), 0);
+			resume(r, &out->claimed.v[k], RESUME_TAKEOVER, "sweep", now_us(), 0);
 	}
 	{
 		size_t before = out->claimed.n;
-		int slots = runner_free_slots(a->runner);
 
-		rc = store_claim_orphans(a->store, a->worker, a->pod, a->pid, slots > 0 ? slots : 0,
-		    cfg->max_attempts, &out->claimed, &out->failed);
+		rc = o->claim_orphans(o->arg, free_slots(r), &out->claimed, &out->failed);
 		if (rc != TE_OK)
 			goto out;
 		for (size_t k = before; k < out->claimed.n; k++)
-			resume(a, &out->claimed.v[k],
-			    out->claimed.v[k].attempt > 1 ? RUN_TAKEOVER : RUN_FRESH, "sweep", now_us(), 0);
+			resume(r, &out->claimed.v[k], out->claimed.v[k].attempt > 1 ? RESUME_TAKEOVER
+			    : RESUME_FRESH, "sweep", now_us(), 0);
 	}
-	{
-		int slots = runner_free_slots(a->runner);
-
-		rc = store_start_queued(a->store, a->worker, a->pod, a->pid, slots > 0 ? slots : 0,
-		    &out->started);
-		if (rc != TE_OK)
-			goto out;
-		for (size_t k = 0; k < out->started.n; k++)
-			resume(a, &out->started.v[k],
-			    out->started.v[k].attempt > 1 ? RUN_TAKEOVER : RUN_FRESH, "sweep", 0, 0);
-	}
-	rc = store_reap(a->store, cfg->max_run_s, &out->failed);
+	rc = o->start_queued(o->arg, free_slots(r), &out->started);
+	if (rc != TE_OK)
+		goto out;
+	for (size_t k = 0; k < out->started.n; k++)
+		resume(r, &out->started.v[k], out->started.v[k].attempt > 1 ? RESUME_TAKEOVER
+		    : RESUME_FRESH, "sweep", 0, 0);
+	rc = o->reap(o->arg, &out->failed);
 out:
-	publish_failures(a, &out->failed);
+	publish_failures(r, &out->failed);
 	free(ws);
 	return rc;
 }

@@ -358,13 +358,22 @@ worker_main(const struct config *cfg, int fd, pid_t master, struct crash_slot *c
 	}
 	if (store_open(&app.store, cfg, "tetherd") != TE_OK ||
 	    runner_new(&app.runner, &app, cfg->max_runs) != TE_OK ||
-	    recovery_new(&app.recovery, &app) != TE_OK ||
 	    authcache_new(&app.auth, AUTH_TTL_MS) != TE_OK) {
 		tlog(LOG_ERROR, "out of memory at start");
 		return 1;
 	}
 	retry_until("registering this worker in PostgreSQL", do_live, &stopset);
 	log_set_worker(app.worker);
+	{
+		struct recovery_ops ops;
+
+		/* After registering: recovery knows this worker by its id. */
+		recovery_ops_for_app(&ops, &app);
+		if (recovery_new(&app.recovery, &ops) != TE_OK) {
+			tlog(LOG_ERROR, "out of memory at start");
+			return 1;
+		}
+	}
 	if (bus_lib_open() != TE_OK)
 		return 1;
 	retry_until("connecting to NATS JetStream", do_bus, &stopset);
