@@ -31,7 +31,7 @@ app_counters_json(struct app *a)
 	    (long long)a->ctr.fenced_publishes, (long long)a->ctr.provider_errors,
 	    (long long)a->ctr.takeovers, (long long)a->ctr.takeover_ms_sum,
 	    (long long)a->ctr.watchers_total, (int)a->ctr.watchers,
-	    a->runner ? runner_active(a->runner) : 0);
+	    a->runner ? runner_reserved(a->runner) : 0);
 	for (int i = 0; i < TAKEOVER_BUCKETS && rc == 0; i++)
 		rc = buf_printf(&b, "%s%lld", i ? "," : "", (long long)a->ctr.takeover_le[i]);
 	if (rc == 0)

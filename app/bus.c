@@ -457,7 +457,9 @@ bus_publish(struct bus *b, const char *run_id, int attempt, int64_t seq, enum bu
 			/* No stream for the subject: NATS lost its store (a new volume, say).
 			 * Create it again; the retry below publishes into it. */
 			tlog_run(LOG_WARN, run_id, attempt, "stream %s is missing; creating it", BUS_STREAM);
-			bus_stream_ensure(b);
+			if (bus_stream_ensure(b) != TE_OK)
+				tlog_run(LOG_WARN, run_id, attempt, "could not create stream %s; "
+				    "retrying the publish", BUS_STREAM);
 		}
 		if (!retryable(s)) {
 			tlog_run(LOG_WARN, run_id, attempt, "could not publish %s %lld: %s (%d)",
@@ -718,7 +720,8 @@ bus_pub_settle(struct bus_pub *p, int64_t deadline_ms, uint64_t *sseq)
 			if (natsMsg_IsNoResponders(m)) {
 				msg_bury(p->b, m);
 				tlog(LOG_WARN, "stream %s is missing; creating it", BUS_STREAM);
-				bus_stream_ensure(p->b);
+				if (bus_stream_ensure(p->b) != TE_OK)
+					tlog(LOG_WARN, "could not create stream %s; resending", BUS_STREAM);
 				goto resend;
 			}
 			rc = pub_ack_parse(natsMsg_GetData(m), natsMsg_GetDataLength(m), &seq, &code, desc,

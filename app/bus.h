@@ -5,6 +5,8 @@
 #ifndef TETHER_BUS_H
 #define TETHER_BUS_H
 
+#include "err.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,8 +43,8 @@ typedef void (*bus_ctl_fn)(void *arg, const char *verb, const char *run_id);
 
 /* Once per process, before any bus_open and before threads that publish: set up
  * nats.c (no spinning on its locks). */
-int bus_lib_open(void);
-int bus_open(struct bus **out, const struct config *cfg, const char *name);
+TE_MUST_CHECK int bus_lib_open(void);
+TE_MUST_CHECK int bus_open(struct bus **out, const struct config *cfg, const char *name);
 /* Free everything. Only when no other thread can touch b any more (a failed
  * bus_open, a single-threaded program): the connection is closed first, so no
  * callback runs during the teardown. */
@@ -54,35 +56,35 @@ void bus_close(struct bus *b);
 void bus_shutdown(struct bus *b);
 int bus_connected(struct bus *b);
 /* Check the stream round trip (readiness): TE_OK or TE_BUS. */
-int bus_ping(struct bus *b, int timeout_ms);
+TE_MUST_CHECK int bus_ping(struct bus *b, int timeout_ms);
 /* Create the stream when missing; check subjects and storage when present. */
-int bus_stream_ensure(struct bus *b);
+TE_MUST_CHECK int bus_stream_ensure(struct bus *b);
 
 /* Publish one event with Nats-Msg-Id = msg_id (NULL: <run>:<attempt>:<seq>) and,
  * when expect > 0, expected last subject sequence = expect. Retries after
  * connection trouble until deadline_ms (dedupe keeps it once).
  * TE_FENCED: the subject moved on (a taker's reset or a cancel). */
-int bus_publish(struct bus *b, const char *run_id, int attempt, int64_t seq, enum bus_ev type,
+TE_MUST_CHECK int bus_publish(struct bus *b, const char *run_id, int attempt, int64_t seq, enum bus_ev type,
     int64_t end, const char *msg_id, const char *data, size_t len, uint64_t expect,
     int64_t deadline_ms, uint64_t *sseq);
 /* A publisher with one event in flight: send, go on generating, collect the ack
  * before the next send (the fencing needs the previous event's stream sequence).
  * The ack wait overlaps the model's time instead of adding to it. One per generator. */
 struct bus_pub;
-int bus_pub_open(struct bus *b, struct bus_pub **out);
+TE_MUST_CHECK int bus_pub_open(struct bus *b, struct bus_pub **out);
 void bus_pub_close(struct bus_pub *p);
 /* Send one event (as bus_publish); fails with TE_INVAL if one is still in flight.
  * A send that retrying cannot fix (TE_TOOLARGE: over the server's max_payload;
  * TE_BUS: refused) returns at once with nothing in flight; bus_pub_error says why.
  * Trouble that a resend may fix (disconnected) leaves the event in flight. */
-int bus_pub_send(struct bus_pub *p, const char *run_id, int attempt, int64_t seq, enum bus_ev type,
+TE_MUST_CHECK int bus_pub_send(struct bus_pub *p, const char *run_id, int attempt, int64_t seq, enum bus_ev type,
     int64_t end, const char *msg_id, const char *data, size_t len, uint64_t expect);
 /* Wait for the ack of the event in flight, resending it (same Nats-Msg-Id) after
  * connection trouble until deadline_ms. TE_OK with *sseq; TE_FENCED; TE_TIMEOUT;
  * TE_TOOLARGE or TE_BUS when JetStream or the client refuses the event for good
  * (nothing is in flight then; bus_pub_error says why).
  * With nothing in flight: TE_OK and *sseq untouched. */
-int bus_pub_settle(struct bus_pub *p, int64_t deadline_ms, uint64_t *sseq);
+TE_MUST_CHECK int bus_pub_settle(struct bus_pub *p, int64_t deadline_ms, uint64_t *sseq);
 int bus_pub_inflight(const struct bus_pub *p);
 /* Why the last send or settle failed for good ("" when it did not); owned by p. */
 const char *bus_pub_error(const struct bus_pub *p);
@@ -91,16 +93,16 @@ const char *bus_pub_error(const struct bus_pub *p);
 size_t bus_max_data(struct bus *b);
 
 /* The last event of a run; TE_NOTFOUND when the subject is empty. Release it. */
-int bus_last(struct bus *b, const char *run_id, struct bus_event *ev);
+TE_MUST_CHECK int bus_last(struct bus *b, const char *run_id, struct bus_event *ev);
 void bus_event_release(struct bus_event *ev);
 
 /* An ordered consumer of one run's events, from the first stored one. */
-int bus_sub_open(struct bus *b, const char *run_id, struct bus_sub **out);
+TE_MUST_CHECK int bus_sub_open(struct bus *b, const char *run_id, struct bus_sub **out);
 /* The same, from stream sequence start (events before it are not delivered). */
-int bus_sub_open_at(struct bus *b, const char *run_id, uint64_t start, struct bus_sub **out);
+TE_MUST_CHECK int bus_sub_open_at(struct bus *b, const char *run_id, uint64_t start, struct bus_sub **out);
 /* The first stored event of the run at or after stream sequence from (direct get):
  * TE_OK, TE_NOTFOUND when there is none, TE_BUS. Release it. */
-int bus_next(struct bus *b, const char *run_id, uint64_t from, struct bus_event *ev);
+TE_MUST_CHECK int bus_next(struct bus *b, const char *run_id, uint64_t from, struct bus_event *ev);
 
 /* The live tail: the stream's republished copies of a run's stored events (core
  * NATS, so copies can be lost on a reconnect; tail.c repairs that). fn runs on the
@@ -109,18 +111,18 @@ int bus_next(struct bus *b, const char *run_id, uint64_t from, struct bus_event 
  * a gap in the next copy's prev, or to the quiet-run check (bus_last). */
 struct bus_live;
 typedef void (*bus_live_fn)(void *arg, struct bus_event *ev);
-int bus_live_open(struct bus *b, const char *run_id, bus_live_fn fn, void *arg,
+TE_MUST_CHECK int bus_live_open(struct bus *b, const char *run_id, bus_live_fn fn, void *arg,
     struct bus_live **out);
 /* Unsubscribe and wait until fn has returned for the last time; never call it
  * from fn. */
 void bus_live_close(struct bus_live *l);
 /* TE_OK with ev filled, TE_TIMEOUT when nothing came, TE_BUS on trouble.
  * timeout_ms 0: only a message that has already arrived. */
-int bus_sub_next(struct bus_sub *s, int timeout_ms, struct bus_event *ev);
+TE_MUST_CHECK int bus_sub_next(struct bus_sub *s, int timeout_ms, struct bus_event *ev);
 void bus_sub_close(struct bus_sub *s);
 
 /* Control messages between workers (core NATS, not stored). */
-int bus_ctl_listen(struct bus *b, long worker, bus_ctl_fn fn, void *arg);
-int bus_ctl_send(struct bus *b, long worker, const char *verb, const char *run_id);
+TE_MUST_CHECK int bus_ctl_listen(struct bus *b, long worker, bus_ctl_fn fn, void *arg);
+TE_MUST_CHECK int bus_ctl_send(struct bus *b, long worker, const char *verb, const char *run_id);
 
 #endif

@@ -122,8 +122,8 @@ on_bytes(char *p, size_t size, size_t n, void *arg)
 	if (x->status == 0)
 		curl_easy_getinfo(x->cu, CURLINFO_RESPONSE_CODE, &x->status);
 	if (x->status != 200) {
-		buf_append(&x->errbody, p, size * n);
-		return size * n;
+		/* An error body past the cap is not worth reading on: end the transfer. */
+		return buf_append(&x->errbody, p, size * n) == TE_OK ? size * n : 0;
 	}
 	if (sseparse_feed(&x->p, p, size * n) != 0)
 		return 0;       /* done, stopped or a bound: end the transfer */

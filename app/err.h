@@ -23,6 +23,10 @@ enum tether_err {
 
 const char *te_strerror(enum tether_err e);
 
+/* On every function that returns an enum tether_err: the compiler reports a caller
+ * that drops the result (curl's WARN_UNUSED_RESULT). */
+#define TE_MUST_CHECK __attribute__((warn_unused_result))
+
 /* API error codes of API.md, each with its HTTP status (err.c keeps the table). */
 enum api_err {
 	API_BAD_REQUEST = 0,

@@ -129,8 +129,10 @@ http_body_read(struct req *r, size_t max)
 		    r->body.len, (long long)r->content_length);
 		return -1;
 	}
-	if (!r->body.data)
-		buf_append(&r->body, "", 0);
+	if (!r->body.data && buf_append(&r->body, "", 0) != TE_OK) {
+		http_error(r, API_INTERNAL, "out of memory reading the request body");
+		return -1;
+	}
 	return 0;
 }
 
@@ -260,8 +262,16 @@ http_error_ex(struct req *r, enum api_err e, const char *field, const char *acti
 	}
 	buf_init(&b, 64 * 1024);
 	if (http_error_render(&b, e, msg, field, active_run_id) != TE_OK) {
+		static const char too_large[] =
+		    "{\"error\":{\"code\":\"internal\",\"message\":\"error too large\"}}";
+
 		buf_reset(&b);
-		buf_puts(&b, "{\"error\":{\"code\":\"internal\",\"message\":\"error too large\"}}");
+		if (buf_puts(&b, too_large) != TE_OK) {
+			buf_free(&b);
+			http_respond(r, api_err_status(e), "application/json; charset=utf-8",
+			    extra_headers, too_large, sizeof too_large - 1);
+			return;
+		}
 	}
 	if (api_err_status(e) >= 500 || log_enabled(LOG_DEBUG))
 		tlog(api_err_status(e) >= 500 ? LOG_WARN : LOG_DEBUG, "%s %s -> %d %s: %s",

@@ -8,6 +8,8 @@
 #ifndef TETHER_HUB_H
 #define TETHER_HUB_H
 
+#include "err.h"
+
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,30 +39,30 @@ struct hub_sub {
 
 /* cap_bytes bounds the events one run keeps in memory; older ones are dropped
  * and a watcher that needs them reads JetStream itself (hub_get -> TE_NOTFOUND). */
-int hub_new(struct hub **out, struct bus *bus, size_t cap_bytes);
+TE_MUST_CHECK int hub_new(struct hub **out, struct bus *bus, size_t cap_bytes);
 void hub_free(struct hub *h);
 
 /* Take a reference to the run's hub (subscribing and catching up when new). */
-int hub_attach(struct hub *h, const char *run_id, struct hub_run **out);
+TE_MUST_CHECK int hub_attach(struct hub *h, const char *run_id, struct hub_run **out);
 void hub_detach(struct hub *h, struct hub_run *r);
 
 /* Event number idx (0 = the first on the subject). TE_OK with *ev (release it with
  * hub_event_put), TE_TIMEOUT, TE_BUS when the tail failed, TE_NOTFOUND when idx
  * was dropped to keep the hub within its bound. */
-int hub_get(struct hub_run *r, size_t idx, int timeout_ms, struct hub_event **ev);
+TE_MUST_CHECK int hub_get(struct hub_run *r, size_t idx, int timeout_ms, struct hub_event **ev);
 void hub_event_put(struct hub_event *e);
 
 /* Become a subscriber at event number idx: TE_OK when idx is the next event (from
  * now on fn gets every event), TE_AGAIN when events up to the end must be read with
  * hub_get first, TE_BUS when the tail failed. */
-int hub_subscribe(struct hub_run *r, size_t idx, struct hub_sub *s, hub_deliver_fn fn, void *arg);
+TE_MUST_CHECK int hub_subscribe(struct hub_run *r, size_t idx, struct hub_sub *s, hub_deliver_fn fn, void *arg);
 /* After it returns, fn is not running and will not run again for s. */
 void hub_unsubscribe(struct hub_run *r, struct hub_sub *s);
 /* Has the live tail failed (subscribers get nothing more)? */
 int hub_failed(struct hub_run *r);
 /* Read the stream up to the subject's last event now (a quiet run whose copies may
  * have been lost). TE_OK, or the error that failed the tail. */
-int hub_repair(struct hub_run *r);
+TE_MUST_CHECK int hub_repair(struct hub_run *r);
 /* Runs with a live tail in this worker (tests, metrics). */
 int hub_runs(struct hub *h);
 

@@ -89,6 +89,8 @@ mock_parse(const char *input, struct mock_spec *spec)
 	spec->fail_after = -1;
 	spec->emit = 0;
 	spec->history = 0;
+	spec->big = 0;
+	spec->crash_at = 0;
 	if (!input)
 		return;
 	for (p = find_word(input, input, "slow:", 0); p; p = find_word(input, p + 1, "slow:", 0)) {
@@ -109,8 +111,6 @@ mock_parse(const char *input, struct mock_spec *spec)
 			break;
 		}
 	}
-	spec->big = 0;
-	spec->crash_at = 0;
 	for (p = find_word(input, input, "big:", 0); p; p = find_word(input, p + 1, "big:", 0)) {
 		const char *d = p + 4;
 

@@ -119,7 +119,8 @@ on_body(char *p, size_t size, size_t n, void *arg)
 	if (status < 200 || status > 299 || !is_event_stream(c)) {
 		size_t room = c->errbody.max - c->errbody.len;
 
-		buf_append(&c->errbody, p, len < room ? len : room);
+		if (buf_append(&c->errbody, p, len < room ? len : room) != TE_OK)
+			return 0;
 		return len <= room ? len : 0;   /* enough of an error body: end the transfer */
 	}
 	return openai_stream_feed(&c->st, p, len) == TE_OK ? len : 0;

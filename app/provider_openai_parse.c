@@ -200,23 +200,23 @@ stream_usage(struct openai_stream *s, struct json_object *u)
 {
 	static const char *const keys[] = { "prompt_tokens", "completion_tokens", "total_tokens" };
 	struct buf b;
-	int any = 0;
+	int any = 0, rc;
 
 	if (!json_object_is_type(u, json_type_object))
 		return;
 	buf_init(&b, sizeof s->usage - 1);
-	buf_puts(&b, "{");
-	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+	rc = buf_puts(&b, "{");
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0] && rc == TE_OK; i++) {
 		struct json_object *v;
 		int64_t n;
 
 		if (!json_object_object_get_ex(u, keys[i], &v) || !json_object_is_type(v, json_type_int) ||
 		    (n = json_object_get_int64(v)) < 0)
 			continue;
-		buf_printf(&b, "%s\"%s\":%lld", any ? "," : "", keys[i], (long long)n);
+		rc = buf_printf(&b, "%s\"%s\":%lld", any ? "," : "", keys[i], (long long)n);
 		any = 1;
 	}
-	if (any && buf_puts(&b, "}") == TE_OK)
+	if (rc == TE_OK && any && buf_puts(&b, "}") == TE_OK)
 		snprintf(s->usage, sizeof s->usage, "%s", b.data);
 	buf_free(&b);
 }

@@ -6,6 +6,8 @@
 #ifndef TETHER_RECOVERY_H
 #define TETHER_RECOVERY_H
 
+#include "err.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,7 +54,7 @@ enum recover_rc {
 };
 
 /* ops is copied. */
-int recovery_new(struct recovery **out, const struct recovery_ops *ops);
+TE_MUST_CHECK int recovery_new(struct recovery **out, const struct recovery_ops *ops);
 /* The real ones (app/recovery_ops.c): a's store, runner and publishes. */
 struct app;
 void recovery_ops_for_app(struct recovery_ops *o, struct app *a);
@@ -74,7 +76,7 @@ struct sweep_result {
 
 /* The cron sweep: probe every registered worker, claim and resume the runs of dead
  * ones and orphans, start queued runs, fail runs past max_attempts or max_run_s. */
-int recovery_sweep(struct recovery *r, struct sweep_result *out);
+TE_MUST_CHECK int recovery_sweep(struct recovery *r, struct sweep_result *out);
 void sweep_result_free(struct sweep_result *s);
 
 #endif

@@ -113,7 +113,7 @@ runner_free_slots(struct runner *r)
 }
 
 int
-runner_active(struct runner *r)
+runner_reserved(struct runner *r)
 {
 	int n;
 
@@ -364,10 +364,10 @@ gen_fenced(struct gen *g)
 	tlog_run(LOG_ERROR, g->run, g->attempt,
 	    "the run's events are gone from JetStream (stream reset?); ending the run failed");
 	buf_init(&e, 512);
-	buf_puts(&e, "{\"code\":\"unavailable\",\"message\":\"the run's event stream was lost "
-	    "(NATS lost its store); start the run again\"}");
-	if (gen_finish(g, "failed", NULL, 0, e.data, NULL) == TE_OK)
-		run_publish_terminal(g->a, g->run, g->attempt, "failed", e.data, "final");
+	if (buf_puts(&e, "{\"code\":\"unavailable\",\"message\":\"the run's event stream was lost "
+	    "(NATS lost its store); start the run again\"}") == TE_OK &&
+	    gen_finish(g, "failed", NULL, 0, e.data, NULL) == TE_OK)
+		run_announce_terminal(g->a, g->run, g->attempt, "failed", e.data, "final");
 	buf_free(&e);
 }
 
@@ -385,7 +385,7 @@ gen_abandon(struct gen *g, const char *code, const char *msg)
 	if (buf_printf(&e, "{\"code\":\"%s\",\"message\":", code) == TE_OK &&
 	    buf_json_str(&e, msg, strlen(msg)) == TE_OK && buf_puts(&e, "}") == TE_OK &&
 	    gen_finish(g, "failed", NULL, 0, e.data, NULL) == TE_OK)
-		run_publish_terminal(g->a, g->run, g->attempt, "failed", e.data, "final");
+		run_announce_terminal(g->a, g->run, g->attempt, "failed", e.data, "final");
 	buf_free(&e);
 }
 
@@ -761,4 +761,15 @@ run_publish_terminal(struct app *a, const char *run_id, int attempt, const char 
 		    "will complete from PostgreSQL", status, te_strerror(rc));
 	buf_free(&b);
 	return rc;
+}
+
+void
+run_announce_terminal(struct app *a, const char *run_id, int attempt, const char *status,
+    const char *error_json, const char *why)
+{
+	int rc = run_publish_terminal(a, run_id, attempt, status, error_json, why);
+
+	if (rc != TE_OK && rc != TE_FENCED)
+		tlog_run(LOG_INFO, run_id, attempt, "could not publish done (%s): %s; watchers "
+		    "complete from PostgreSQL", status, te_strerror(rc));
 }

@@ -4,6 +4,8 @@
 #ifndef TETHER_RUN_H
 #define TETHER_RUN_H
 
+#include "err.h"
+
 #include <stdint.h>
 
 struct app;
@@ -14,7 +16,7 @@ enum run_kind {
 	RUN_TAKEOVER,           /* a claimed orphan: publish reset, regenerate */
 };
 
-int runner_new(struct runner **out, struct app *app, int max_runs);
+TE_MUST_CHECK int runner_new(struct runner **out, struct app *app, int max_runs);
 void runner_free(struct runner *r);
 /* Take a slot before creating a run (TE_CAPACITY when full). */
 int runner_reserve(struct runner *r);
@@ -22,10 +24,12 @@ int runner_reserve(struct runner *r);
 void runner_reserve_force(struct runner *r);
 void runner_unreserve(struct runner *r);
 int runner_free_slots(struct runner *r);
-int runner_active(struct runner *r);
+/* Slots taken: generators running plus those reserved for a run about to start
+ * (the generators gauge, and what a drain waits for). */
+int runner_reserved(struct runner *r);
 /* Start generating in a new thread; uses a reserved slot. claimed_us is when the
  * claim committed (takeover latency), 0 for fresh runs. */
-int runner_spawn(struct runner *r, const char *run_id, int attempt, enum run_kind kind,
+TE_MUST_CHECK int runner_spawn(struct runner *r, const char *run_id, int attempt, enum run_kind kind,
     int64_t claimed_us);
 /* Stop a local generator at once (a cancel reached this worker). */
 void runner_cancel(struct runner *r, const char *run_id, int attempt);
@@ -37,7 +41,11 @@ int runner_wait(struct runner *r, int64_t deadline_ms);
 /* Publish done for a run this worker does not generate (cancel, sweep failures),
  * after the terminal state is in PostgreSQL. Nothing is published when the stream
  * already ended. why names the writer in the Nats-Msg-Id ("cancel", "final"). */
-int run_publish_terminal(struct app *a, const char *run_id, int attempt, const char *status,
+/* run_publish_terminal for callers that have nothing else to do when it fails (the
+ * row is terminal already; watchers complete from PostgreSQL): logs why. */
+void run_announce_terminal(struct app *a, const char *run_id, int attempt, const char *status,
+    const char *error_json, const char *why);
+TE_MUST_CHECK int run_publish_terminal(struct app *a, const char *run_id, int attempt, const char *status,
     const char *error_json, const char *why);
 
 #endif

@@ -2,6 +2,8 @@
 #ifndef TETHER_SSE_H
 #define TETHER_SSE_H
 
+#include "err.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,9 +14,9 @@
 
 /* Append one event. data may span lines (\n, \r\n or \r): each becomes a data: line.
  * id and event may be NULL. */
-int sse_format(struct buf *b, const char *id, const char *event, const char *data, size_t len);
+TE_MUST_CHECK int sse_format(struct buf *b, const char *id, const char *event, const char *data, size_t len);
 /* Append a comment line (": text\n\n"). */
-int sse_comment(struct buf *b, const char *text);
+TE_MUST_CHECK int sse_comment(struct buf *b, const char *text);
 
 /* Parse "<attempt>:<seq>": two decimal integers, attempt >= 1, seq >= 0, no sign,
  * no spaces, no leading zeros beyond "0". Returns 0 or -1. */
@@ -23,8 +25,8 @@ int event_id_parse(const char *s, size_t n, int *attempt, int64_t *seq);
 /* The data of the events tether writes itself (API.md, "Events"), in one place for
  * the generator, the terminal publishes and the watchers' completion. error_json
  * is a JSON object or NULL. */
-int event_start_json(struct buf *b, const char *run_id, const char *thread_id, int attempt);
-int event_reset_json(struct buf *b, int attempt);
-int event_done_json(struct buf *b, const char *status, const char *error_json);
+TE_MUST_CHECK int event_start_json(struct buf *b, const char *run_id, const char *thread_id, int attempt);
+TE_MUST_CHECK int event_reset_json(struct buf *b, int attempt);
+TE_MUST_CHECK int event_done_json(struct buf *b, const char *status, const char *error_json);
 
 #endif

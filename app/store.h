@@ -5,6 +5,8 @@
 #ifndef TETHER_STORE_H
 #define TETHER_STORE_H
 
+#include "err.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -15,27 +17,27 @@ struct config;
 struct store;
 
 /* A pool of query connections, opened lazily and re-opened after failures. */
-int store_open(struct store **out, const struct config *cfg, const char *app_name);
+TE_MUST_CHECK int store_open(struct store **out, const struct config *cfg, const char *app_name);
 void store_close(struct store *st);
-int store_ping(struct store *st);
+TE_MUST_CHECK int store_ping(struct store *st);
 /* Cancel waits and refuse new acquisitions (shutdown). */
 void store_shutdown(struct store *st);
 
 /* ---- tenants and keys ---- */
 /* Create the tenant when new and store sha256(key). */
-int store_key_create(struct store *st, const char *tenant_name, const char *key);
+TE_MUST_CHECK int store_key_create(struct store *st, const char *tenant_name, const char *key);
 /* The tenant id of a key; TE_NOTFOUND for unknown keys. */
-int store_auth(struct store *st, const char *key, char tenant_id[UUID_LEN + 1]);
+TE_MUST_CHECK int store_auth(struct store *st, const char *key, char tenant_id[UUID_LEN + 1]);
 
 /* ---- threads (results are JSON documents as API.md shows; caller frees) ---- */
-int store_thread_create(struct store *st, const char *tenant, const char *title,
+TE_MUST_CHECK int store_thread_create(struct store *st, const char *tenant, const char *title,
     const char *metadata_json, char **json);
 /* TE_NOTFOUND when before names no thread of this tenant. */
-int store_thread_list(struct store *st, const char *tenant, int limit, const char *before,
+TE_MUST_CHECK int store_thread_list(struct store *st, const char *tenant, int limit, const char *before,
     char **json);
-int store_thread_get(struct store *st, const char *tenant, const char *id, char **json);
+TE_MUST_CHECK int store_thread_get(struct store *st, const char *tenant, const char *id, char **json);
 /* The active run of a thread, else its latest; run_id is "" when it never had one. */
-int store_thread_run(struct store *st, const char *tenant, const char *thread_id,
+TE_MUST_CHECK int store_thread_run(struct store *st, const char *tenant, const char *thread_id,
     char run_id[UUID_LEN + 1]);
 
 /* ---- runs ---- */
@@ -69,8 +71,8 @@ struct run_created {
 };
 
 /* TE_NOTFOUND when the thread is not the tenant's. */
-int store_run_create(struct store *st, const struct run_new *in, struct run_created *out);
-int store_run_get(struct store *st, const char *tenant, const char *id, char **json);
+TE_MUST_CHECK int store_run_create(struct store *st, const struct run_new *in, struct run_created *out);
+TE_MUST_CHECK int store_run_get(struct store *st, const char *tenant, const char *id, char **json);
 
 struct run_state {
 	char id[UUID_LEN + 1];
@@ -84,7 +86,7 @@ struct run_state {
 	char *error_json;               /* NULL unless failed */
 };
 /* tenant NULL: any tenant (internal callers). */
-int store_run_state(struct store *st, const char *tenant, const char *id, struct run_state *out);
+TE_MUST_CHECK int store_run_state(struct store *st, const char *tenant, const char *id, struct run_state *out);
 void store_run_state_free(struct run_state *s);
 
 struct run_cancel {
@@ -93,7 +95,7 @@ struct run_cancel {
 	int attempt;
 	long owner;
 };
-int store_run_cancel(struct store *st, const char *tenant, const char *id, struct run_cancel *out);
+TE_MUST_CHECK int store_run_cancel(struct store *st, const char *tenant, const char *id, struct run_cancel *out);
 
 struct chat_msg {
 	char role[16];
@@ -108,26 +110,26 @@ struct run_ctx {
 	struct chat_msg *history;       /* thread messages before this run, oldest first */
 	size_t nhistory;
 };
-int store_run_context(struct store *st, const char *run_id, struct run_ctx *out);
+TE_MUST_CHECK int store_run_context(struct store *st, const char *run_id, struct run_ctx *out);
 void store_run_context_free(struct run_ctx *c);
 
 /* Terminal write, fenced: only the owner of this attempt of a running run succeeds
  * (TE_FENCED otherwise). completed also stores the assistant message. */
-int store_run_finish(struct store *st, const char *run_id, int attempt, long worker,
+TE_MUST_CHECK int store_run_finish(struct store *st, const char *run_id, int attempt, long worker,
     const char *status, const char *output, size_t output_len, const char *error_json,
     const char *usage_json);
 
 /* Hand a running run back, fenced (this owner, this attempt): the owner becomes
  * NULL and the sweep's orphan claim resumes it elsewhere. For a claimed run whose
  * generator could not start. TE_FENCED when the run is not ours any more. */
-int store_run_release(struct store *st, const char *run_id, int attempt, long worker);
+TE_MUST_CHECK int store_run_release(struct store *st, const char *run_id, int attempt, long worker);
 
 /* Charge a run one crash: the generator of `attempt` crashed its worker (docs/
  * DESIGN.md "Poison runs"). Once per attempt. When the run is still running and
  * now has max_attempts crashes, it is failed with too_many_attempts in the same
  * statement: *failed_now = 1, *cur_attempt = its attempt and *error_json (caller
  * frees) its error, for the done event. */
-int store_run_charge_crash(struct store *st, const char *run_id, int attempt, int max_attempts,
+TE_MUST_CHECK int store_run_charge_crash(struct store *st, const char *run_id, int attempt, int max_attempts,
     int *failed_now, int *cur_attempt, char **error_json);
 
 /* ---- workers and takeover ---- */
@@ -135,12 +137,12 @@ struct store_live;
 
 /* Liveness: a dedicated connection holding a session advisory lock keyed by the
  * worker id (from a sequence), taken before the workers row is inserted. */
-int store_live_open(struct store_live **out, const struct config *cfg, const char *pod, pid_t pid,
+TE_MUST_CHECK int store_live_open(struct store_live **out, const struct config *cfg, const char *pod, pid_t pid,
     long *worker_id);
 /* TE_OK; TE_DB when the connection broke (call store_live_reconnect);
  * TE_NOTFOUND when the row is gone: this worker was declared dead. */
-int store_live_heartbeat(struct store_live *lv, const char *counters_json);
-int store_live_reconnect(struct store_live *lv);
+TE_MUST_CHECK int store_live_heartbeat(struct store_live *lv, const char *counters_json);
+TE_MUST_CHECK int store_live_reconnect(struct store_live *lv);
 /* Delete the row (when nothing is owned any more) and close. */
 void store_live_close(struct store_live *lv, int delete_row);
 
@@ -162,7 +164,7 @@ enum probe_result { PROBE_ALIVE = 0, PROBE_DEAD, PROBE_GONE };
  * When it is dead (or has no row), claim up to max_claim of its running runs
  * (only run_id at attempt seen_attempt when run_id is given), fail those with
  * max_attempts crashes (docs/DESIGN.md "Poison runs"), and delete its row. */
-int store_probe_claim(struct store *st, long me, const char *pod, pid_t pid, long dead,
+TE_MUST_CHECK int store_probe_claim(struct store *st, long me, const char *pod, pid_t pid, long dead,
     const char *run_id, int seen_attempt, int max_claim, int max_attempts, int grace_s,
     enum probe_result *result, struct claim_set *claimed, struct claim_set *failed);
 
@@ -171,17 +173,17 @@ struct worker_ref {
 	char pod[64];
 	pid_t pid;
 };
-int store_workers_list(struct store *st, struct worker_ref **v, size_t *n);
+TE_MUST_CHECK int store_workers_list(struct store *st, struct worker_ref **v, size_t *n);
 /* Running runs whose owner has no workers row (or none at all): claim them by CAS. */
-int store_claim_orphans(struct store *st, long me, const char *pod, pid_t pid, int max_claim,
+TE_MUST_CHECK int store_claim_orphans(struct store *st, long me, const char *pod, pid_t pid, int max_claim,
     int max_attempts, struct claim_set *claimed, struct claim_set *failed);
 /* Queued runs: start them here. */
-int store_start_queued(struct store *st, long me, const char *pod, pid_t pid, int max_start,
+TE_MUST_CHECK int store_start_queued(struct store *st, long me, const char *pod, pid_t pid, int max_start,
     struct claim_set *started);
 /* Runs older than max_run_s: fail them with timeout. */
-int store_reap(struct store *st, int max_run_s, struct claim_set *failed);
+TE_MUST_CHECK int store_reap(struct store *st, int max_run_s, struct claim_set *failed);
 /* The owner's pod/pid for logs and the API; "" / 0 when unknown. */
-int store_worker_get(struct store *st, long id, struct worker_ref *out);
+TE_MUST_CHECK int store_worker_get(struct store *st, long id, struct worker_ref *out);
 
 /* ---- metrics ---- */
 struct metrics {
@@ -193,15 +195,15 @@ struct metrics {
 	char *counters_json;            /* retired + live worker counters; caller frees */
 	char *watchers_json;            /* {"<pod>": {"watchers","generators"}} of live workers; caller frees */
 };
-int store_metrics(struct store *st, struct metrics *m);
+TE_MUST_CHECK int store_metrics(struct store *st, struct metrics *m);
 void store_metrics_free(struct metrics *m);
 
 /* ---- migrations (tetherctl) ---- */
 /* Apply pending sql/NNNN_*.sql files in order, in one transaction, under an advisory
  * lock. *applied is how many files this call applied. */
-int store_migrate(const char *database_url, const char *sql_dir, int connect_timeout_s,
+TE_MUST_CHECK int store_migrate(const char *database_url, const char *sql_dir, int connect_timeout_s,
     int *applied, char *err, size_t errlen);
 /* The highest applied migration, or 0. */
-int store_schema_version(struct store *st, int *version);
+TE_MUST_CHECK int store_schema_version(struct store *st, int *version);
 
 #endif

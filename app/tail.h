@@ -14,6 +14,8 @@
 #ifndef TETHER_TAIL_H
 #define TETHER_TAIL_H
 
+#include "err.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,7 +48,7 @@ int tail_fetched(struct tail *t, uint64_t sseq);
 /* Apply n copies in arrival order: drop, emit (then count as applied), or fetch the
  * gap before them. Returns TE_OK, TE_BUS when the stream contradicts itself, or what
  * fetch or emit returned. */
-int tail_apply(struct tail *t, const struct tail_copy *c, size_t n, tail_fetch_fn fetch,
+TE_MUST_CHECK int tail_apply(struct tail *t, const struct tail_copy *c, size_t n, tail_fetch_fn fetch,
     tail_emit_fn emit, void *arg);
 
 #endif

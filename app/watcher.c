@@ -316,8 +316,8 @@ check(struct watcher *x, int *failed)
 			/* The stream has more for us (done in flight, or copies of the live
 			 * tail lost to a reconnect): fetch it, keep reading. */
 			bus_event_release(&last);
-			if (x->hr)
-				hub_repair(x->hr);
+			if (x->hr && hub_repair(x->hr) != TE_OK)
+				tlog_run(LOG_DEBUG, x->run, rs.attempt, "could not read the stream's rest");
 			x->next_check_ms = now + DRAIN_RECHECK_MS;
 		} else if (lrc == TE_OK || lrc == TE_NOTFOUND) {
 			if (lrc == TE_OK)
@@ -352,8 +352,8 @@ check(struct watcher *x, int *failed)
 			 * often while the run stays silent; recovery.c also paces the probes
 			 * of this run across this worker's watchers. A live copy lost to a
 			 * reconnect would also look like silence: read what the stream has. */
-			if (x->hr && rr == RECOVER_ALIVE)
-				hub_repair(x->hr);
+			if (x->hr && rr == RECOVER_ALIVE && hub_repair(x->hr) != TE_OK)
+				tlog_run(LOG_DEBUG, x->run, rs.attempt, "could not read the stream's rest");
 			x->next_check_ms = now + x->backoff_ms;
 			x->backoff_ms = x->backoff_ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS
 			    : x->backoff_ms * 2;

@@ -15,6 +15,8 @@
 #ifndef TETHER_WATCHER_H
 #define TETHER_WATCHER_H
 
+#include "err.h"
+
 #include <stdint.h>
 
 struct app;
@@ -22,7 +24,7 @@ struct req;
 struct wloop;
 
 /* Start the stream loop of this worker. */
-int wloop_open(struct wloop **out, struct app *a);
+TE_MUST_CHECK int wloop_open(struct wloop **out, struct app *a);
 /* End every stream (as a drain does: the clients resume elsewhere) and stop. */
 void wloop_close(struct wloop *l);
 /* Streams held by the loop now. */

@@ -262,7 +262,7 @@ charge_crash(struct crash_slot *cs)
 	tlog_run(LOG_WARN, run_id, attempt, "charged the run a crash of the previous worker%s",
 	    failed_now ? "; it reached max_attempts and failed (too_many_attempts)" : "");
 	if (failed_now)
-		run_publish_terminal(&app, run_id, cur, "failed", error_json, "final");
+		run_announce_terminal(&app, run_id, cur, "failed", error_json, "final");
 	free(error_json);
 }
 
@@ -276,7 +276,7 @@ drain(pthread_t *threads, int nthreads)
 	int left, stuck = 0;
 
 	tlog(LOG_INFO, "draining: new runs refused, streams closed, %d runs get %d s to finish",
-	    runner_active(app.runner), cfg->drain_s);
+	    runner_reserved(app.runner), cfg->drain_s);
 	atomic_store(&app.draining, 1);
 	atomic_store(&app.closing, 1);
 	atomic_store(&stop_accept, 1);

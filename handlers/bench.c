@@ -3,6 +3,7 @@
  * no JetStream, no PostgreSQL and no fan-out in between. Same event format as
  * /v1/runs/{id}/events with the mock's `emit` directive, so one load generator
  * measures both and the ratio is the relay's cost. */
+#include "log.h"
 #include "routes.h"
 #include "app.h"
 #include "buf.h"
@@ -56,24 +57,25 @@ h_bench_stream(struct req *r)
 	buf_init(&out, JSON_STR_MAX(1 << 16) + 4096);
 	if (http_sse_start(r) != TE_OK)
 		goto done;
-	sse_format(&out, "1:0", "start", "{\"attempt\":1}", 13);
+	if (sse_format(&out, "1:0", "start", "{\"attempt\":1}", 13) != TE_OK)
+		goto done;
 	for (int64_t i = 1;; i++) {
 		buf_reset(&chunk);
 		if ((rc = provider_next(call, &chunk, &eof, err, sizeof err)) != TE_OK || eof)
 			break;
 		buf_reset(&data);
-		buf_puts(&data, "{\"text\":");
-		buf_json_str(&data, chunk.data, chunk.len);
-		buf_puts(&data, "}");
 		snprintf(id, sizeof id, "1:%lld", (long long)i);
-		sse_format(&out, id, "delta", data.data, data.len);
-		if (http_sse_write(r, out.data, out.len) != TE_OK)
+		if (buf_puts(&data, "{\"text\":") != TE_OK ||
+		    buf_json_str(&data, chunk.data, chunk.len) != TE_OK || buf_puts(&data, "}") != TE_OK ||
+		    sse_format(&out, id, "delta", data.data, data.len) != TE_OK ||
+		    http_sse_write(r, out.data, out.len) != TE_OK)
 			goto done;
 		buf_reset(&out);
 	}
 	snprintf(id, sizeof id, "1:%lld", (long long)n + 1);
-	sse_format(&out, id, "done", "{\"status\":\"completed\"}", 22);
-	http_sse_write(r, out.data, out.len);
+	if (sse_format(&out, id, "done", "{\"status\":\"completed\"}", 22) == TE_OK &&
+	    http_sse_write(r, out.data, out.len) != TE_OK)
+		tlog(LOG_DEBUG, "bench stream: the client left before done");
 done:
 	provider_free(call);
 	buf_free(&chunk);

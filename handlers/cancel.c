@@ -33,11 +33,12 @@ h_run_cancel(struct req *r)
 	}
 	if (c.changed) {
 		tlog_run(LOG_INFO, r->id, c.attempt, "cancelled (owner %ld)", c.owner);
-		run_publish_terminal(a, r->id, c.attempt, "cancelled", NULL, "cancel");
+		run_announce_terminal(a, r->id, c.attempt, "cancelled", NULL, "cancel");
 		if (c.owner == a->worker)
 			runner_cancel(a->runner, r->id, 0);
-		else if (c.owner)
-			bus_ctl_send(a->bus, c.owner, "cancel", r->id);
+		else if (c.owner && bus_ctl_send(a->bus, c.owner, "cancel", r->id) != TE_OK)
+			tlog_run(LOG_INFO, r->id, c.attempt, "could not tell worker %ld to stop; its "
+			    "next publish is fenced by the done", c.owner);
 	}
 	snprintf(body, sizeof body, "{\"id\":\"%s\",\"status\":\"%s\"}", r->id, c.status);
 	http_json_str(r, 200, body);

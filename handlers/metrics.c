@@ -7,6 +7,7 @@
 #include "buf.h"
 #include "store.h"
 
+#include <stdarg.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,11 +22,32 @@ counter(struct json_object *o, const char *key)
 	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
 }
 
+/* The exposition, written with one sticky error: the first failed append is kept
+ * and the rest are skipped. */
+struct out {
+	struct buf b;
+	int rc;
+};
+
+static void emit(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void
-worker_counter(struct buf *b, struct json_object *c, const char *key, const char *name,
+emit(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (o->rc != TE_OK)
+		return;
+	va_start(ap, fmt);
+	o->rc = buf_vprintf(&o->b, fmt, ap);
+	va_end(ap);
+}
+
+static void
+worker_counter(struct out *o, struct json_object *c, const char *key, const char *name,
     const char *help)
 {
-	buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lld\n", name, help, name, name,
+	emit(o, "# HELP %s %s\n# TYPE %s counter\n%s %lld\n", name, help, name, name,
 	    counter(c, key));
 }
 
@@ -34,7 +56,7 @@ h_metrics(struct req *r)
 {
 	struct metrics m;
 	struct json_object *c = NULL, *w = NULL, *le;
-	struct buf b;
+	struct out o;
 	int rc = store_metrics(r->app->store, &m);
 
 	if (rc != TE_OK) {
@@ -43,43 +65,44 @@ h_metrics(struct req *r)
 	}
 	c = json_tokener_parse(m.counters_json ? m.counters_json : "{}");
 	w = json_tokener_parse(m.watchers_json ? m.watchers_json : "{}");
-	buf_init(&b, 1 << 20);
-	buf_puts(&b, "# HELP tether_runs Runs by status.\n# TYPE tether_runs gauge\n");
+	buf_init(&o.b, 1 << 20);
+	o.rc = TE_OK;
+	emit(&o, "%s", "# HELP tether_runs Runs by status.\n# TYPE tether_runs gauge\n");
 	for (int i = 0; i < 5; i++)
-		buf_printf(&b, "tether_runs{status=\"%s\"} %ld\n", run_status[i], m.runs[i]);
-	buf_printf(&b, "# HELP tether_runs_active Runs queued or running.\n# TYPE tether_runs_active gauge\n"
+		emit(&o, "tether_runs{status=\"%s\"} %ld\n", run_status[i], m.runs[i]);
+	emit(&o, "# HELP tether_runs_active Runs queued or running.\n# TYPE tether_runs_active gauge\n"
 	    "tether_runs_active %ld\n", m.runs[0] + m.runs[1]);
-	buf_printf(&b, "# HELP tether_run_attempts_total Attempts over all runs (1 per run plus one per "
+	emit(&o, "# HELP tether_run_attempts_total Attempts over all runs (1 per run plus one per "
 	    "takeover).\n# TYPE tether_run_attempts_total counter\ntether_run_attempts_total %ld\n",
 	    m.attempts);
-	buf_printf(&b, "# HELP tether_run_takeovers_total Takeovers of runs from dead owners.\n"
+	emit(&o, "# HELP tether_run_takeovers_total Takeovers of runs from dead owners.\n"
 	    "# TYPE tether_run_takeovers_total counter\ntether_run_takeovers_total %ld\n", m.takeovers);
-	buf_printf(&b, "# HELP tether_workers Live worker processes (rows holding a liveness lock).\n"
+	emit(&o, "# HELP tether_workers Live worker processes (rows holding a liveness lock).\n"
 	    "# TYPE tether_workers gauge\ntether_workers %ld\n", m.workers);
-	buf_printf(&b, "# HELP tether_pods Pods with live workers.\n# TYPE tether_pods gauge\n"
+	emit(&o, "# HELP tether_pods Pods with live workers.\n# TYPE tether_pods gauge\n"
 	    "tether_pods %ld\n", m.pods);
-	worker_counter(&b, c, "runs_started", "tether_generations_started_total",
+	worker_counter(&o, c, "runs_started", "tether_generations_started_total",
 	    "Generator threads started (fresh runs and resumed attempts).");
-	worker_counter(&b, c, "chunks_published", "tether_chunks_published_total",
+	worker_counter(&o, c, "chunks_published", "tether_chunks_published_total",
 	    "Deltas published to JetStream.");
-	worker_counter(&b, c, "fenced_publishes", "tether_fenced_publishes_total",
+	worker_counter(&o, c, "fenced_publishes", "tether_fenced_publishes_total",
 	    "Publishes rejected by fencing (a zombie or a cancelled run's owner stopped).");
-	worker_counter(&b, c, "provider_errors", "tether_provider_errors_total",
+	worker_counter(&o, c, "provider_errors", "tether_provider_errors_total",
 	    "Runs that ended with a provider error.");
-	worker_counter(&b, c, "watchers_total", "tether_watchers_opened_total",
+	worker_counter(&o, c, "watchers_total", "tether_watchers_opened_total",
 	    "Event streams opened.");
-	buf_puts(&b, "# HELP tether_watchers Open event streams, by pod.\n# TYPE tether_watchers gauge\n");
+	emit(&o, "%s", "# HELP tether_watchers Open event streams, by pod.\n# TYPE tether_watchers gauge\n");
 	if (w) {
 		json_object_object_foreach(w, pod, v)
-			buf_printf(&b, "tether_watchers{pod=\"%s\"} %lld\n", pod, counter(v, "watchers"));
+			emit(&o, "tether_watchers{pod=\"%s\"} %lld\n", pod, counter(v, "watchers"));
 	}
-	buf_puts(&b, "# HELP tether_generators Runs being generated now, by pod.\n"
+	emit(&o, "%s", "# HELP tether_generators Runs being generated now, by pod.\n"
 	    "# TYPE tether_generators gauge\n");
 	if (w) {
 		json_object_object_foreach(w, pod, v)
-			buf_printf(&b, "tether_generators{pod=\"%s\"} %lld\n", pod, counter(v, "generators"));
+			emit(&o, "tether_generators{pod=\"%s\"} %lld\n", pod, counter(v, "generators"));
 	}
-	buf_puts(&b, "# HELP tether_takeover_seconds Claim to reset published, per resumed run.\n"
+	emit(&o, "%s", "# HELP tether_takeover_seconds Claim to reset published, per resumed run.\n"
 	    "# TYPE tether_takeover_seconds histogram\n");
 	le = NULL;
 	if (c)
@@ -89,15 +112,18 @@ h_metrics(struct req *r)
 		    ? json_object_get_int64(json_object_array_get_idx(le, i)) : 0;
 
 		if (i == TAKEOVER_BUCKETS - 1)
-			buf_printf(&b, "tether_takeover_seconds_bucket{le=\"+Inf\"} %lld\n", n);
+			emit(&o, "tether_takeover_seconds_bucket{le=\"+Inf\"} %lld\n", n);
 		else
-			buf_printf(&b, "tether_takeover_seconds_bucket{le=\"%g\"} %lld\n",
+			emit(&o, "tether_takeover_seconds_bucket{le=\"%g\"} %lld\n",
 			    takeover_bucket_ms[i] / 1000.0, n);
 	}
-	buf_printf(&b, "tether_takeover_seconds_sum %g\ntether_takeover_seconds_count %lld\n",
+	emit(&o, "tether_takeover_seconds_sum %g\ntether_takeover_seconds_count %lld\n",
 	    counter(c, "takeover_ms_sum") / 1000.0, counter(c, "takeovers"));
-	http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.data, b.len);
-	buf_free(&b);
+	if (o.rc == TE_OK)
+		http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, o.b.data, o.b.len);
+	else
+		http_error(r, API_INTERNAL, "could not write the metrics: %s", te_strerror(o.rc));
+	buf_free(&o.b);
 	json_object_put(c);
 	json_object_put(w);
 	store_metrics_free(&m);

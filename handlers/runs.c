@@ -244,7 +244,7 @@ h_runs_create(struct req *r)
 			rc = store_run_finish(a->store, out.run_id, 1, a->worker, "failed", NULL, 0, why,
 			    NULL);
 			if (rc == TE_OK)
-				run_publish_terminal(a, out.run_id, 1, "failed", why, "final");
+				run_announce_terminal(a, out.run_id, 1, "failed", why, "final");
 			else if (rc != TE_FENCED &&
 			    (rc = store_run_release(a->store, out.run_id, 1, a->worker)) != TE_OK &&
 			    rc != TE_FENCED)

@@ -109,10 +109,10 @@ test_byte_at_a_time_crlf(void)
 	for (int variant = 0; variant < 2; variant++) {
 		buf_init(&crlf, 1 << 16);
 		for (const char *p = STREAM; *p; p++) {
-			if (*p == '\n')
-				buf_puts(&crlf, variant ? "\r" : "\r\n");
-			else
-				buf_append(&crlf, p, 1);
+			int rc = *p == '\n' ? buf_puts(&crlf, variant ? "\r" : "\r\n")
+			    : buf_append(&crlf, p, 1);
+
+			CU_ASSERT_EQUAL(rc, TE_OK);
 		}
 		cuts = calloc(crlf.len, sizeof *cuts);
 		for (size_t i = 0; i < crlf.len; i++)
@@ -188,7 +188,7 @@ test_text_bound(void)
 	memset(content, 'a', 1000);
 	content[1000] = '\0';
 	buf_init(&ev, 1 << 16);
-	buf_printf(&ev, "data: {\"choices\":[{\"delta\":{\"content\":\"%s\"}}]}\n\n", content);
+	CU_ASSERT_EQUAL(buf_printf(&ev, "data: {\"choices\":[{\"delta\":{\"content\":\"%s\"}}]}\n\n", content), TE_OK);
 	openai_stream_init(&st, MAX_LINE, 2500);
 	CU_ASSERT_EQUAL(openai_stream_feed(&st, ev.data, ev.len), TE_OK);
 	CU_ASSERT_EQUAL(openai_stream_feed(&st, ev.data, ev.len), TE_OK);
@@ -261,13 +261,13 @@ test_deep_json(void)
 	struct openai_stream st;
 
 	buf_init(&b, 1 << 16);
-	buf_puts(&b, "data: ");
+	CU_ASSERT_EQUAL(buf_puts(&b, "data: "), TE_OK);
 	for (int i = 0; i < 200; i++)
-		buf_puts(&b, "{\"a\":");
-	buf_puts(&b, "1");
+		CU_ASSERT_EQUAL(buf_puts(&b, "{\"a\":"), TE_OK);
+	CU_ASSERT_EQUAL(buf_puts(&b, "1"), TE_OK);
 	for (int i = 0; i < 200; i++)
-		buf_puts(&b, "}");
-	buf_puts(&b, "\n\n");
+		CU_ASSERT_EQUAL(buf_puts(&b, "}"), TE_OK);
+	CU_ASSERT_EQUAL(buf_puts(&b, "\n\n"), TE_OK);
 	openai_stream_init(&st, MAX_LINE, MAX_TEXT);
 	CU_ASSERT_EQUAL(openai_stream_feed(&st, b.data, b.len), TE_PROVIDER);
 	openai_stream_free(&st);
@@ -303,10 +303,10 @@ test_missing_fields(void)
 
 	buf_init(&b, 1 << 16);
 	for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
-		buf_printf(&b, "data: %s\n\n", events[i]);
-	buf_puts(&b, "event: ping\ndata: whatever\n\nid: 7\nretry: 10\nunknown: x\nnocolon\n\n");
-	buf_puts(&b, "data:{\"choices\":[{\"index\":1,\"delta\":{\"content\":\"B\"}},"
-	    "{\"index\":0,\"delta\":{\"content\":\"A\"}}]}\n\n");
+		CU_ASSERT_EQUAL(buf_printf(&b, "data: %s\n\n", events[i]), TE_OK);
+	CU_ASSERT_EQUAL(buf_puts(&b, "event: ping\ndata: whatever\n\nid: 7\nretry: 10\nunknown: x\nnocolon\n\n"), TE_OK);
+	CU_ASSERT_EQUAL(buf_puts(&b, "data:{\"choices\":[{\"index\":1,\"delta\":{\"content\":\"B\"}},"
+	    "{\"index\":0,\"delta\":{\"content\":\"A\"}}]}\n\n"), TE_OK);
 	openai_stream_init(&st, MAX_LINE, MAX_TEXT);
 	CU_ASSERT_EQUAL(openai_stream_feed(&st, b.data, b.len), TE_OK);
 	CU_ASSERT_STRING_EQUAL(st.text.data, "A");
@@ -480,7 +480,6 @@ test_error_text(void)
 	openai_error_text(out, sizeof out, "{\"error\":\"model not found\"}", 27);
 	CU_ASSERT_STRING_EQUAL(out, "model not found");
 }
-
 
 /* ---- the call machinery against loopback sockets (no server needed) ---- */
 

@@ -35,9 +35,9 @@ on_event(void *arg, const struct sse_event *ev)
 	struct log *l = arg;
 
 	CU_ASSERT_EQUAL(strlen(ev->data), ev->data_len);
-	buf_printf(&l->out, "E id=%s event=%s data=", ev->id, ev->event);
+	CU_ASSERT_EQUAL(buf_printf(&l->out, "E id=%s event=%s data=", ev->id, ev->event), TE_OK);
 	log_bytes(&l->out, ev->data, ev->data_len);
-	buf_puts(&l->out, "\n");
+	CU_ASSERT_EQUAL(buf_puts(&l->out, "\n"), TE_OK);
 	l->events++;
 	if (l->stop_at && l->events == l->stop_at)
 		return l->stop_rc;
@@ -49,9 +49,9 @@ on_comment(void *arg, const char *text, size_t len)
 {
 	struct log *l = arg;
 
-	buf_puts(&l->out, "C ");
+	CU_ASSERT_EQUAL(buf_puts(&l->out, "C "), TE_OK);
 	log_bytes(&l->out, text, len);
-	buf_puts(&l->out, "\n");
+	CU_ASSERT_EQUAL(buf_puts(&l->out, "\n"), TE_OK);
 	l->comments++;
 }
 
@@ -60,7 +60,7 @@ tr_init(struct log *l)
 {
 	memset(l, 0, sizeof *l);
 	buf_init(&l->out, 1 << 20);
-	buf_puts(&l->out, "");
+	CU_ASSERT_EQUAL(buf_puts(&l->out, ""), TE_OK);
 }
 
 /* Feed s in pieces: cuts[] are the offsets where a new read begins. */
