@@ -357,3 +357,31 @@ store_ping(struct store *st)
 	pgc_release(st, c);
 	return rc;
 }
+
+int
+st_query(struct store *st, const char *sql, int nparams, const char *const *params,
+    PGresult **res)
+{
+	struct pgc *c;
+	int rc;
+
+	if ((rc = pgc_acquire(st, &c)) != TE_OK)
+		return rc;
+	rc = st_exec(st, c, sql, nparams, params, res, NULL);
+	pgc_release(st, c);
+	return rc;
+}
+
+int
+st_query_row(struct store *st, const char *sql, int nparams, const char *const *params,
+    PGresult **res)
+{
+	int rc = st_query(st, sql, nparams, params, res);
+
+	if (rc == TE_OK && PQntuples(*res) != 1) {
+		PQclear(*res);
+		*res = NULL;
+		rc = TE_NOTFOUND;
+	}
+	return rc;
+}

@@ -157,6 +157,8 @@ struct claim_set {
 	size_t n, cap;
 };
 void claim_set_free(struct claim_set *s);
+TE_MUST_CHECK int claim_set_add(struct claim_set *s, const char *run_id, int attempt,
+    long old_owner);
 
 enum probe_result { PROBE_ALIVE = 0, PROBE_DEAD, PROBE_GONE };
 

@@ -54,8 +54,14 @@ int pg_exec(struct pgc *c, int64_t timeout_ms, const char *sql, int nparams,
 int st_exec(struct store *st, struct pgc *c, const char *sql, int nparams,
     const char *const *params, PGresult **res, struct pgerr *e);
 int st_tx(struct store *st, struct pgc *c, const char *verb);
+/* One statement on a pooled connection: acquire, exec, release. On TE_OK *res is
+ * the result (caller PQclears). */
+int st_query(struct store *st, const char *sql, int nparams, const char *const *params,
+    PGresult **res);
+/* The same, for exactly one row: TE_NOTFOUND (nothing to clear) for none or more. */
+int st_query_row(struct store *st, const char *sql, int nparams, const char *const *params,
+    PGresult **res);
 /* Duplicate a column value (caller frees). */
 char *pg_strdup(const PGresult *res, int row, int col);
-int claim_set_add(struct claim_set *s, const char *run_id, int attempt, long old_owner);
 
 #endif

@@ -28,15 +28,10 @@ store_metrics(struct store *st, struct metrics *m)
 	    "    sum(COALESCE((counters -> 'gauges' ->> 'generators')::bigint, 0)) AS g"
 	    "    FROM workers GROUP BY pod) p)::text";
 	PGresult *res;
-	struct pgc *c;
 	int rc;
 
 	memset(m, 0, sizeof *m);
-	if ((rc = pgc_acquire(st, &c)) != TE_OK)
-		return rc;
-	rc = st_exec(st, c, sql, 0, NULL, &res, NULL);
-	pgc_release(st, c);
-	if (rc != TE_OK)
+	if ((rc = st_query(st, sql, 0, NULL, &res)) != TE_OK)
 		return rc;
 	for (int i = 0; i < 5; i++)
 		m->runs[i] = atol(PQgetvalue(res, 0, i));

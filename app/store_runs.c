@@ -166,19 +166,10 @@ store_run_get(struct store *st, const char *tenant, const char *id, char **json)
 	static const char sql[] = "SELECT " RUN_JSON " FROM runs r WHERE r.id = $1 AND r.tenant_id = $2";
 	const char *p[] = { id, tenant };
 	PGresult *res;
-	struct pgc *c;
 	int rc;
 
-	if ((rc = pgc_acquire(st, &c)) != TE_OK)
+	if ((rc = st_query_row(st, sql, 2, p, &res)) != TE_OK)
 		return rc;
-	rc = st_exec(st, c, sql, 2, p, &res, NULL);
-	pgc_release(st, c);
-	if (rc != TE_OK)
-		return rc;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		return TE_NOTFOUND;
-	}
 	*json = strdup(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return *json ? TE_OK : TE_NOMEM;
@@ -192,19 +183,10 @@ store_run_state(struct store *st, const char *tenant, const char *id, struct run
 	    " WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)";
 	const char *p[] = { id, tenant };
 	PGresult *res;
-	struct pgc *c;
 	int rc;
 
-	if ((rc = pgc_acquire(st, &c)) != TE_OK)
+	if ((rc = st_query_row(st, sql, 2, p, &res)) != TE_OK)
 		return rc;
-	rc = st_exec(st, c, sql, 2, p, &res, NULL);
-	pgc_release(st, c);
-	if (rc != TE_OK)
-		return rc;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		return TE_NOTFOUND;
-	}
 	memset(out, 0, sizeof *out);
 	snprintf(out->id, sizeof out->id, "%s", PQgetvalue(res, 0, 0));
 	snprintf(out->thread_id, sizeof out->thread_id, "%s", PQgetvalue(res, 0, 1));
@@ -366,17 +348,12 @@ store_run_finish(struct store *st, const char *run_id, int attempt, long worker,
 	char a[16], w[24];
 	const char *p[] = { run_id, a, w, status, output, error_json, usage_json };
 	PGresult *res;
-	struct pgc *c;
 	int rc;
 
 	(void)output_len;
 	snprintf(a, sizeof a, "%d", attempt);
 	snprintf(w, sizeof w, "%ld", worker);
-	if ((rc = pgc_acquire(st, &c)) != TE_OK)
-		return rc;
-	rc = st_exec(st, c, sql, 7, p, &res, NULL);
-	pgc_release(st, c);
-	if (rc != TE_OK)
+	if ((rc = st_query(st, sql, 7, p, &res)) != TE_OK)
 		return rc;
 	rc = atoi(PQgetvalue(res, 0, 0)) == 1 ? TE_OK : TE_FENCED;
 	PQclear(res);
@@ -392,16 +369,11 @@ store_run_release(struct store *st, const char *run_id, int attempt, long worker
 	char a[16], w[24];
 	const char *p[] = { run_id, a, w };
 	PGresult *res;
-	struct pgc *c;
 	int rc;
 
 	snprintf(a, sizeof a, "%d", attempt);
 	snprintf(w, sizeof w, "%ld", worker);
-	if ((rc = pgc_acquire(st, &c)) != TE_OK)
-		return rc;
-	rc = st_exec(st, c, sql, 3, p, &res, NULL);
-	pgc_release(st, c);
-	if (rc != TE_OK)
+	if ((rc = st_query(st, sql, 3, p, &res)) != TE_OK)
 		return rc;
 	rc = strcmp(PQcmdTuples(res), "1") == 0 ? TE_OK : TE_FENCED;
 	PQclear(res);
@@ -425,17 +397,12 @@ store_run_charge_crash(struct store *st, const char *run_id, int attempt, int ma
 	char a[16], m[16];
 	const char *p[] = { run_id, a, m };
 	PGresult *res;
-	struct pgc *c;
 	int rc;
 
 	*failed_now = 0;
 	snprintf(a, sizeof a, "%d", attempt);
 	snprintf(m, sizeof m, "%d", max_attempts);
-	if ((rc = pgc_acquire(st, &c)) != TE_OK)
-		return rc;
-	rc = st_exec(st, c, sql, 3, p, &res, NULL);
-	pgc_release(st, c);
-	if (rc != TE_OK)
+	if ((rc = st_query(st, sql, 3, p, &res)) != TE_OK)
 		return rc;
 	if (PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't') {
 		*cur_attempt = atoi(PQgetvalue(res, 0, 1));

@@ -43,19 +43,10 @@ store_auth(struct store *st, const char *key, char tenant_id[UUID_LEN + 1])
 	    " WHERE key_hash = sha256(convert_to($1, 'UTF8')) AND revoked_at IS NULL";
 	const char *p[] = { key };
 	PGresult *res;
-	struct pgc *c;
 	int rc;
 
-	if ((rc = pgc_acquire(st, &c)) != TE_OK)
+	if ((rc = st_query_row(st, sql, 1, p, &res)) != TE_OK)
 		return rc;
-	rc = st_exec(st, c, sql, 1, p, &res, NULL);
-	pgc_release(st, c);
-	if (rc != TE_OK)
-		return rc;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		return TE_NOTFOUND;
-	}
 	snprintf(tenant_id, UUID_LEN + 1, "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return TE_OK;
@@ -65,14 +56,9 @@ static int
 one_json(struct store *st, const char *sql, int n, const char *const *p, char **json)
 {
 	PGresult *res;
-	struct pgc *c;
 	int rc;
 
-	if ((rc = pgc_acquire(st, &c)) != TE_OK)
-		return rc;
-	rc = st_exec(st, c, sql, n, p, &res, NULL);
-	pgc_release(st, c);
-	if (rc != TE_OK)
+	if ((rc = st_query(st, sql, n, p, &res)) != TE_OK)
 		return rc;
 	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
 		PQclear(res);
@@ -182,19 +168,10 @@ store_thread_run(struct store *st, const char *tenant, const char *thread_id,
 	    " FROM threads t WHERE t.id = $1 AND t.tenant_id = $2";
 	const char *p[] = { thread_id, tenant };
 	PGresult *res;
-	struct pgc *c;
 	int rc;
 
-	if ((rc = pgc_acquire(st, &c)) != TE_OK)
+	if ((rc = st_query_row(st, sql, 2, p, &res)) != TE_OK)
 		return rc;
-	rc = st_exec(st, c, sql, 2, p, &res, NULL);
-	pgc_release(st, c);
-	if (rc != TE_OK)
-		return rc;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		return TE_NOTFOUND;
-	}
 	snprintf(run_id, UUID_LEN + 1, "%s", PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return TE_OK;

@@ -275,14 +275,9 @@ int
 store_workers_list(struct store *st, struct worker_ref **v, size_t *n)
 {
 	PGresult *res;
-	struct pgc *c;
 	int rc, k;
 
-	if ((rc = pgc_acquire(st, &c)) != TE_OK)
-		return rc;
-	rc = st_exec(st, c, "SELECT id, pod, pid FROM workers ORDER BY id", 0, NULL, &res, NULL);
-	pgc_release(st, c);
-	if (rc != TE_OK)
+	if ((rc = st_query(st, "SELECT id, pod, pid FROM workers ORDER BY id", 0, NULL, &res)) != TE_OK)
 		return rc;
 	k = PQntuples(res);
 	*v = calloc(k ? (size_t)k : 1, sizeof **v);
@@ -306,20 +301,11 @@ store_worker_get(struct store *st, long id, struct worker_ref *out)
 	char d[24];
 	const char *p[] = { d };
 	PGresult *res;
-	struct pgc *c;
 	int rc;
 
 	snprintf(d, sizeof d, "%ld", id);
-	if ((rc = pgc_acquire(st, &c)) != TE_OK)
+	if ((rc = st_query_row(st, "SELECT id, pod, pid FROM workers WHERE id = $1", 1, p, &res)) != TE_OK)
 		return rc;
-	rc = st_exec(st, c, "SELECT id, pod, pid FROM workers WHERE id = $1", 1, p, &res, NULL);
-	pgc_release(st, c);
-	if (rc != TE_OK)
-		return rc;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		return TE_NOTFOUND;
-	}
 	out->id = id;
 	snprintf(out->pod, sizeof out->pod, "%s", PQgetvalue(res, 0, 1));
 	out->pid = atoi(PQgetvalue(res, 0, 2));

@@ -49,24 +49,10 @@ struct fake {
 	int npublished;
 };
 
-/* As the store adds a claimed run (claim_set_free frees v). */
 static int
 add(struct claim_set *s, const char *run_id, int attempt, long old_owner)
 {
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 4;
-		struct claimed *v = realloc(s->v, cap * sizeof *v);
-
-		if (!v)
-			return TE_NOMEM;
-		s->v = v;
-		s->cap = cap;
-	}
-	snprintf(s->v[s->n].run_id, sizeof s->v[s->n].run_id, "%s", run_id);
-	s->v[s->n].attempt = attempt;
-	s->v[s->n].old_owner = old_owner;
-	s->n++;
-	return TE_OK;
+	return claim_set_add(s, run_id, attempt, old_owner);
 }
 
 static int
