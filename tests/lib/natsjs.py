@@ -1,0 +1,92 @@
+"""Read a run's events straight from JetStream (raw NATS protocol, standard library only).
+
+The distributed suite uses it to check the stream itself, not a watcher's filtered
+view: after a takeover's reset, no message of an earlier attempt was stored.
+"""
+import base64
+import json
+import socket
+import time
+
+
+class Nats:
+    def __init__(self, urls, timeout=5.0):
+        last = None
+        for u in urls.split(","):
+            hostport = u.split("://", 1)[-1].rsplit("@", 1)[-1]
+            host, port = hostport.rsplit(":", 1)
+            try:
+                self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+                break
+            except OSError as e:
+                last = e
+        else:
+            raise AssertionError(f"no NATS server answered at {urls}: {last}")
+        self.buf = b""
+        self.timeout = timeout
+        self._line()  # INFO
+        self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":false}\r\nPING\r\n')
+        while self._line() != b"PONG":
+            pass
+        self.sock.sendall(b"SUB _INBOX.tethertest 1\r\n")
+
+    def _fill(self):
+        d = self.sock.recv(65536)
+        if not d:
+            raise AssertionError("NATS closed the connection")
+        self.buf += d
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def request(self, subject, payload):
+        body = json.dumps(payload).encode()
+        self.sock.sendall(b"PUB %s _INBOX.tethertest %d\r\n%s\r\n" % (subject.encode(), len(body), body))
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            line = self._line()
+            if line == b"PING":
+                self.sock.sendall(b"PONG\r\n")
+                continue
+            if line.startswith(b"MSG "):
+                n = int(line.split()[-1])
+                while len(self.buf) < n + 2:
+                    self._fill()
+                data, self.buf = self.buf[:n], self.buf[n + 2:]
+                return json.loads(data)
+        raise AssertionError(f"no answer to {subject}")
+
+    def close(self):
+        self.sock.close()
+
+
+def headers(raw):
+    out = {}
+    for line in raw.split("\r\n")[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def run_messages(urls, run_id, stream="TETHER_RUNS"):
+    """Every stored message of a run, in stream order: [(seq, headers, data)]."""
+    nc = Nats(urls)
+    out, seq = [], 1
+    try:
+        while True:
+            r = nc.request(f"$JS.API.STREAM.MSG.GET.{stream}",
+                           {"seq": seq, "next_by_subj": f"tether.run.{run_id}"})
+            if "error" in r:
+                if r["error"].get("code") == 404:
+                    return out
+                raise AssertionError(f"stream read failed: {r['error']}")
+            m = r["message"]
+            h = headers(base64.b64decode(m.get("hdrs", "")).decode()) if m.get("hdrs") else {}
+            out.append((m["seq"], h, base64.b64decode(m.get("data", "")).decode()))
+            seq = m["seq"] + 1
+    finally:
+        nc.close()
