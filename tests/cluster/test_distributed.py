@@ -19,11 +19,13 @@ from tether import (Client, Watcher, assert_one_attempt_text, run_tests,  # noqa
                     stack_ctx, stack_teardown, wait_until)
 
 PODS = ("pod-1", "pod-2", "pod-3")
-# The liveness connection's TCP settings (app/config.c defaults, set on both ends):
-# the server drops a silent worker's backend, and with it the lock, within about
-# tcp_user_timeout (5 s); a watcher's stall probe (250 ms) or the cron sweep (2 s)
-# then claims the run. The bound this suite enforces:
-PARTITION_BOUND_S = 5 + 2 + 2  # tcp_user_timeout + one sweep period + margin for a shared machine
+# The liveness connection's TCP settings (app/config.c; set on both ends): the server
+# drops a silent worker's backend, and with it the lock, within about
+# TETHER_DB_TCP_USER_TIMEOUT_MS (default 5 s). Then the cron sweep (every 2 s, its
+# curl possibly first trying the cut pod: nginx's 2 s connect timeout) or a watcher's
+# stall probe (backing off up to 5 s while the owner was alive) claims the run.
+USER_TIMEOUT_S = int(os.environ.get("TETHER_DB_TCP_USER_TIMEOUT_MS", "5000")) / 1000
+PARTITION_BOUND_S = USER_TIMEOUT_S + 2 + 2 + 1  # + sweep period + connect timeout + margin
 # The order matters: the PostgreSQL failover leaves no standby behind.
 ORDER = ["test_nats_leader_then_follower_killed_mid_run", "test_partitioned_owner_taken_over_and_fenced",
          "test_postgres_failover_takes_nothing_from_live_workers"]
@@ -118,10 +120,9 @@ def test_nats_leader_then_follower_killed_mid_run(c):
     figure("nats_leader_reelected_after", time.monotonic() - t0, "s")
     # The runs go on with two nodes: every watcher gets more text.
     seen = {id(w): w.kinds().count("delta") for l in ws.values() for w in l}
-    t1 = time.monotonic()
-    wait_until(lambda: all(w.kinds().count("delta") > seen[id(w)] + 2 for l in ws.values() for w in l), 30,
+    wait_until(lambda: all(w.kinds().count("delta") > seen[id(w)] + 2 for l in ws.values() for w in l), 90,
                "progress at every watcher with the leader down")
-    figure("nats_leader_kill_progress_after", t1 - t0 + (time.monotonic() - t1), "s")
+    figure("nats_leader_kill_every_watcher_progressed_after", time.monotonic() - t0, "s")
     follower = next(n for n in ("nats-1", "nats-2", "nats-3") if n not in (leader, second))
     nats(c, "kill", follower[-1])  # one node left: no quorum until a restart
     t2 = time.monotonic()
