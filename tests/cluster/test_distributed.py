@@ -14,7 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from natsjs import run_messages  # noqa: E402
+from natsjs import largest_gap_s, run_messages  # noqa: E402
 from tether import (Client, Watcher, assert_one_attempt_text, run_tests,  # noqa: E402
                     stack_ctx, stack_teardown, wait_until)
 
@@ -131,6 +131,7 @@ def test_nats_leader_then_follower_killed_mid_run(c):
     wait_until(lambda: nats(c, "leader"), 30, "a stream leader after the restarts", interval=0.1)
     figure("nats_quorum_back_after", time.monotonic() - t2, "s")
     states = assert_exact(c, ws, 60)
+    gaps = []
     for rid, s in states.items():
         # Nothing lost or doubled, no run failed, and no takeover was needed.
         assert s["attempt"] == 1 and s["takeovers"] == 0, s
@@ -140,6 +141,10 @@ def test_nats_leader_then_follower_killed_mid_run(c):
             [m[1] for m in msgs]
         assert "".join(json.loads(m[2])["text"] for m in deltas) == s["output"]
         assert [m[1].get("Tether-Event") for m in msgs].count("done") == 1
+        gaps.append(largest_gap_s(msgs))
+    # How long the owners could not publish (elections; the quorum loss), as the
+    # stream's own timestamps show; the rest of a watcher's wait is delivery.
+    figure("nats_faults_longest_publish_gap", max(gaps), "s")
 
 
 def test_partitioned_owner_taken_over_and_fenced(c):

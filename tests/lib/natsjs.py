@@ -72,8 +72,22 @@ def headers(raw):
     return out
 
 
+def stamp_s(t):
+    """'2026-11-29T19:17:05.123456789Z' -> seconds since midnight (float)."""
+    hms = t.split("T", 1)[1].rstrip("Z")
+    h, m, sec = hms.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(sec[:12])
+
+
+def largest_gap_s(msgs):
+    """The longest time between two consecutive stored messages."""
+    ts = [stamp_s(m[3]) for m in msgs if m[3]]
+    return max((b - a for a, b in zip(ts, ts[1:])), default=0.0)
+
+
 def run_messages(urls, run_id, stream="TETHER_RUNS"):
-    """Every stored message of a run, in stream order: [(seq, headers, data)]."""
+    """Every stored message of a run, in stream order: [(seq, headers, data, time)]
+    (time: the server's RFC 3339 timestamp, as a string)."""
     nc = Nats(urls)
     out, seq = [], 1
     try:
@@ -86,7 +100,7 @@ def run_messages(urls, run_id, stream="TETHER_RUNS"):
                 raise AssertionError(f"stream read failed: {r['error']}")
             m = r["message"]
             h = headers(base64.b64decode(m.get("hdrs", "")).decode()) if m.get("hdrs") else {}
-            out.append((m["seq"], h, base64.b64decode(m.get("data", "")).decode()))
+            out.append((m["seq"], h, base64.b64decode(m.get("data", "")).decode(), m.get("time", "")))
             seq = m["seq"] + 1
     finally:
         nc.close()
