@@ -151,12 +151,20 @@ def test_partitioned_owner_taken_over_and_fenced(c):
     ensure_all_up(c)
     rids = start_runs(c, 1, "partition slow:80x150")
     rid = rids[0]
-    pod = c.api.run_state(rid)["owner"]["pod"]
+    o = c.api.run_state(rid)["owner"]
+    pod = o["pod"]
     ws = watch_everywhere(c, rids)
     deltas_everywhere(ws, 3, "3 deltas at every watcher")
+    # The owner's liveness lock (class 1952805748, app/store_workers.c; key = worker id).
+    lock = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1952805748"
+            f" AND objid = {int(o['worker'])} AND granted")
+    assert c.stack.psql(lock) == "1"
     c.stack._run("partition", pod)
     t0 = time.monotonic()
     try:
+        wait_until(lambda: c.stack.psql(lock) == "0", PARTITION_BOUND_S + 20, "the server to drop the lock",
+                   interval=0.1)
+        figure("partition_lock_released_after", time.monotonic() - t0, "s")
         s = wait_until(lambda: (lambda s: s if s["attempt"] == 2 else None)(c.api.run_state(rid)),
                        PARTITION_BOUND_S + 20, "a survivor to take the run over", interval=0.1)
         took = time.monotonic() - t0
