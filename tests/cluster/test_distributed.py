@@ -129,7 +129,9 @@ def test_nats_leader_then_follower_killed_mid_run(c):
     nats(c, "start", leader[-1])
     nats(c, "start", follower[-1])
     wait_until(lambda: nats(c, "leader"), 30, "a stream leader after the restarts", interval=0.1)
-    figure("nats_quorum_back_after", time.monotonic() - t2, "s")
+    # (A node may report a leader before the quorum is really back; the publish gap
+    # below, from the stream's own timestamps, is the figure that counts.)
+    figure("nats_leader_reported_after_restarts", time.monotonic() - t2, "s")
     states = assert_exact(c, ws, 60)
     gaps = []
     for rid, s in states.items():
