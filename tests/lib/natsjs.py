@@ -10,7 +10,7 @@ import time
 
 
 class Nats:
-    def __init__(self, urls, timeout=5.0):
+    def __init__(self, urls, timeout=5.0, headers=False):
         last = None
         for u in urls.split(","):
             hostport = u.split("://", 1)[-1].rsplit("@", 1)[-1]
@@ -25,7 +25,8 @@ class Nats:
         self.buf = b""
         self.timeout = timeout
         self._line()  # INFO
-        self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":false}\r\nPING\r\n')
+        self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":%s}\r\nPING\r\n'
+                          % (b"true" if headers else b"false"))
         while self._line() != b"PONG":
             pass
         self.sock.sendall(b"SUB _INBOX.tethertest 1\r\n")
