@@ -393,6 +393,32 @@ retryable(natsStatus s)
 	    s == NATS_NO_SERVER;
 }
 
+/* A publish refused with "wrong last sequence" may be our own resend: on a
+ * replicated stream (nats-server 2.9.10, R3) the expected-last-subject-sequence
+ * check runs before the Nats-Msg-Id dedupe, so when the ack of a stored message is
+ * lost (leader killed, ack timed out in an election) its resend is refused instead
+ * of acked as a duplicate. A single server acks it as a duplicate. So: if the
+ * subject's last message is the one we sent (same Nats-Msg-Id), it was stored and
+ * this is no fence. Returns 1 and its sequence in *sseq when it is ours. */
+static int
+pub_stored_already(struct bus *b, const char *subject, const char *msg_id, uint64_t *sseq)
+{
+	const char *id = NULL;
+	jsOptions jo;
+	natsMsg *m = NULL;
+	int ours = 0;
+
+	jsOptions_Init(&jo);
+	jo.Wait = b->cfg->nats_timeout_ms;
+	if (js_GetLastMsg(&m, b->js, BUS_STREAM, subject, &jo, NULL) == NATS_OK &&
+	    natsMsgHeader_Get(m, "Nats-Msg-Id", &id) == NATS_OK && id && !strcmp(id, msg_id)) {
+		*sseq = natsMsg_GetSequence(m);
+		ours = *sseq > 0;
+	}
+	natsMsg_Destroy(m);
+	return ours;
+}
+
 int
 bus_publish(struct bus *b, const char *run_id, int attempt, int64_t seq, enum bus_ev type,
     int64_t end, const char *msg_id, const char *data, size_t len, uint64_t expect,
@@ -445,8 +471,14 @@ bus_publish(struct bus *b, const char *run_id, int attempt, int64_t seq, enum bu
 			return TE_OK;
 		}
 		jsPubAck_Destroy(pa);
-		if (ec == JSStreamWrongLastSequenceErr)
+		if (ec == JSStreamWrongLastSequenceErr) {
+			if (pub_stored_already(b, subject, msg_id, sseq)) {
+				tlog_run(LOG_INFO, run_id, attempt, "a resent %s %lld was stored already "
+				    "(its ack was lost); going on", bus_ev_name(type), (long long)seq);
+				return TE_OK;
+			}
 			return TE_FENCED;
+		}
 		if (s == NATS_MAX_PAYLOAD || ec == JSStreamMessageExceedsMaximumErr) {
 			tlog_run(LOG_ERROR, run_id, attempt, "could not publish %s %lld: %zu bytes of "
 			    "data exceed the server's max_payload (%lld bytes)", bus_ev_name(type),
@@ -734,6 +766,11 @@ bus_pub_settle(struct bus_pub *p, int64_t deadline_ms, uint64_t *sseq)
 			}
 			if (code == JSStreamWrongLastSequenceErr) {
 				p->inflight = 0;
+				if (pub_stored_already(p->b, p->subject, p->msg_id, sseq)) {
+					tlog(LOG_INFO, "a resent publish (%s) was stored already (its ack "
+					    "was lost); going on", p->msg_id);
+					return TE_OK;
+				}
 				return TE_FENCED;
 			}
 			if (ack_err_final(code))

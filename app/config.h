@@ -18,6 +18,10 @@ struct config {
 	char admin_token[256];
 	int db_pool;
 	int db_connect_timeout_s;
+	int db_keepalives_idle_s;
+	int db_keepalives_interval_s;
+	int db_keepalives_count;
+	int db_tcp_user_timeout_ms;
 	int statement_timeout_ms;
 	int nats_timeout_ms;
 	/* capacity and input bounds */

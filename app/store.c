@@ -13,10 +13,15 @@
 
 #define ACQUIRE_WAIT_MS 2000
 
+/* TCP keepalives and tcp_user_timeout on both ends of every connection: libpq's
+ * parameters for ours, the session's GUCs (sent in options) for the server's. The
+ * server's side is what bounds a partition: it drops a silent client's backend, and
+ * with it the liveness lock, within about tcp_user_timeout (or idle + interval *
+ * count when that is 0). docs/OPERATIONS.md has the measured figures. */
 PGconn *
 pg_connect(const struct config *cfg, const char *app_name, int liveness, char *err, size_t errlen)
 {
-	char timeout[16], options[64];
+	char timeout[16], options[256], idle[16], intvl[16], cnt[16], uto[16];
 	const char *keys[] = { "dbname", "connect_timeout", "options", "application_name",
 	    "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
 	    "tcp_user_timeout", NULL };
@@ -24,18 +29,26 @@ pg_connect(const struct config *cfg, const char *app_name, int liveness, char *e
 	PGconn *conn;
 
 	snprintf(timeout, sizeof timeout, "%d", cfg->db_connect_timeout_s);
+	snprintf(idle, sizeof idle, "%d", cfg->db_keepalives_idle_s);
+	snprintf(intvl, sizeof intvl, "%d", cfg->db_keepalives_interval_s);
+	snprintf(cnt, sizeof cnt, "%d", cfg->db_keepalives_count);
+	snprintf(uto, sizeof uto, "%d", cfg->db_tcp_user_timeout_ms);
 	/* The liveness connection runs no long statements; queries get the limit. */
-	snprintf(options, sizeof options, "-c statement_timeout=%d -c lock_timeout=%d",
-	    liveness ? 0 : cfg->statement_timeout_ms, liveness ? 0 : cfg->statement_timeout_ms);
+	snprintf(options, sizeof options, "-c statement_timeout=%d -c lock_timeout=%d"
+	    " -c tcp_keepalives_idle=%d -c tcp_keepalives_interval=%d -c tcp_keepalives_count=%d"
+	    " -c tcp_user_timeout=%d",
+	    liveness ? 0 : cfg->statement_timeout_ms, liveness ? 0 : cfg->statement_timeout_ms,
+	    cfg->db_keepalives_idle_s, cfg->db_keepalives_interval_s, cfg->db_keepalives_count,
+	    cfg->db_tcp_user_timeout_ms);
 	vals[0] = cfg->database_url;
 	vals[1] = timeout;
 	vals[2] = options;
 	vals[3] = app_name;
 	vals[4] = "1";
-	vals[5] = "5";
-	vals[6] = "2";
-	vals[7] = "3";
-	vals[8] = "10000";
+	vals[5] = idle;
+	vals[6] = intvl;
+	vals[7] = cnt;
+	vals[8] = uto;
 	vals[9] = NULL;
 	conn = PQconnectdbParams(keys, vals, 1);
 	if (!conn) {

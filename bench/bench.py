@@ -57,7 +57,8 @@ def machine():
 def bench_takeover(args):
     every = 2
     st = Stack("bench-takeover", pods=3, workers=2, env={"TETHER_RECOVER_EVERY_S": str(every),
-                                                         "TETHER_NGINX_ACCESS_LOG": "0"})
+                                                         "TETHER_NGINX_ACCESS_LOG": "0"},
+               up_args=STACK_UP_ARGS)
     st.down()
     st.up()
     try:
@@ -183,10 +184,14 @@ def loadgen(st, key, target, R, W, N, ms, procs=1, timeout=600):
     return res
 
 
+# scripts/bench --nats 3: every stack runs a 3-node NATS cluster, stream at 3 replicas.
+STACK_UP_ARGS = ()
+
+
 def bench_stack(name, pods=2, workers=2, env=None):
     e = {"TETHER_BENCH_ROUTES": "1", "TETHER_NGINX_ACCESS_LOG": "0", "TETHER_LOG_LEVEL": "warn"}
     e.update(env or {})
-    st = Stack(name, pods=pods, workers=workers, env=e)
+    st = Stack(name, pods=pods, workers=workers, env=e, up_args=STACK_UP_ARGS)
     st.down()
     st.up()
     return st
@@ -518,7 +523,11 @@ def main():
     ap.add_argument("--levels", type=lambda v: [int(x) for x in v.split(",")], default=[25, 50, 100, 200, 400, 800])
     ap.add_argument("--configs", type=lambda v: v.split(","), default=["a", "b", "c1000"])
     ap.add_argument("--peer-names", type=lambda v: v.split(","), default=["resumable", "durable"])
+    ap.add_argument("--nats", type=int, choices=(1, 3), default=1,
+                    help="NATS nodes of the stacks (3: a cluster, the stream at 3 replicas)")
     args = ap.parse_args()
+    global STACK_UP_ARGS
+    STACK_UP_ARGS = ("--nats", str(args.nats))
     benches = {"takeover": bench_takeover, "relay": bench_relay, "fanout": bench_fanout, "start": bench_start,
                "memory": bench_memory, "runs": bench_runs, "peers": bench_peers, "streams": bench_streams}
     for n in args.name:

@@ -102,6 +102,12 @@ def nudger(api, runs, lock, stop):
 
 
 def outage(st, what, name, rng, events):
+    if what == "pg" and st.up_args:
+        # --distributed: the PostgreSQL fault is a failover to the standby (once).
+        log("fault: PostgreSQL failover")
+        st.pg("failover")
+        events.append("postgres failover")
+        return
     log(f"fault: {name} restart")
     getattr(st, what)("stop")
     time.sleep(rng.uniform(1, 3))  # the outage itself: its length is the point, not a wait
@@ -129,7 +135,26 @@ def faults(st, rng, stop, duration, events):
                 outage(st, "pg", "PostgreSQL", rng, events)
                 continue
             pod = rng.choice(PODS)
-            kind = rng.choice(("KILL", "KILL", "TERM", "worker"))
+            kind = rng.choice(("KILL", "KILL", "TERM", "worker") +
+                              (("nats-node", "partition") if st.up_args else ()))
+            if kind == "nats-node":
+                leader = st._run("nats", "leader").stdout.strip()
+                node = leader[-1] if rng.random() < 0.5 else rng.choice("123")
+                log(f"fault: SIGKILL NATS node nats-{node} (the stream leader is {leader})")
+                st._run("nats", "kill", node)
+                events.append("kill nats-" + ("leader" if leader[-1] == node else "follower"))
+                time.sleep(rng.uniform(1, 4))
+                st._run("nats", "start", node)
+                continue
+            if kind == "partition":
+                log(f"fault: partition {pod}")
+                st._run("partition", pod)
+                events.append(f"partition {pod}")
+                try:
+                    time.sleep(rng.uniform(3, 10))
+                finally:
+                    st._run("heal", pod)
+                continue
             if kind == "worker":
                 pids = st.worker_pids(pod)
                 if pids:
@@ -195,11 +220,19 @@ def main():
     ap.add_argument("--rate", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--distributed", action="store_true",
+                    help="3-node NATS, a PostgreSQL standby, pods in network namespaces; adds NATS node "
+                         "kills and pod partitions, and the PostgreSQL fault is a failover")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     log(f"chaos: {args.duration}s at {args.rate} runs/s, seed {args.seed}")
-    st = Stack("chaos", pods=3, workers=2, env={"TETHER_DRAIN_S": "3", "TETHER_NGINX_ACCESS_LOG": "0",
-                                                 "TETHER_MAX_ATTEMPTS": "5"})
+    env = {"TETHER_DRAIN_S": "3", "TETHER_NGINX_ACCESS_LOG": "0", "TETHER_MAX_ATTEMPTS": "5"}
+    up_args = ()
+    if args.distributed:
+        up_args = ("--nats", "3", "--pg-standby", "--netns")
+        # nginx ends a partitioned pod's silent streams, so their watchers reconnect.
+        env.update({"TETHER_HEARTBEAT_S": "2", "TETHER_STACK_EVENT_READ_TIMEOUT": "6s"})
+    st = Stack("chaos", pods=3, workers=2, env=env, up_args=up_args)
     st.down()
     st.up()
     api = Client(st.url, st.new_key("chaos"))
@@ -222,6 +255,11 @@ def main():
         for pod, (state, _) in st.pods_state().items():
             if state != "up":
                 st.start(pod)
+        if args.distributed:
+            for pod in PODS:
+                st._run("heal", pod, check=False)
+            for node in "123":
+                st._run("nats", "start", node, check=False)
         log("traffic stopped; waiting for every run to end and checking the invariant")
         res = check(api, runs)
     finally:
@@ -235,7 +273,8 @@ def main():
     print(json.dumps({k: v for k, v in res.items() if k != "violations"}, indent=2))
     for v in res["violations"][:20]:
         print("VIOLATION", v)
-    ok = not res["violations"] and "nats restart" in events and "postgres restart" in events
+    ok = not res["violations"] and "nats restart" in events and \
+        ("postgres failover" if args.distributed else "postgres restart") in events
     print("chaos: " + ("ok, invariant violations = 0" if ok else "FAILED"))
     sys.exit(0 if ok else 1)
 

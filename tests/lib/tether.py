@@ -38,10 +38,11 @@ def wait_until(pred, timeout, what, interval=0.05):
 class Stack:
     """scripts/stack in its own directory."""
 
-    def __init__(self, name, pods=2, workers=2, env=None):
+    def __init__(self, name, pods=2, workers=2, env=None, up_args=()):
         self.dir = os.environ.get("TETHER_TEST_STACK_DIR_BASE", os.path.join(ROOT, "var")) + "/" + name
         self.pods = pods
         self.workers = workers
+        self.up_args = tuple(up_args)  # e.g. ("--nats", "3", "--pg-standby", "--netns")
         self.extra_env = env or {}
         self.env = {}
 
@@ -57,7 +58,8 @@ class Stack:
         return p
 
     def up(self):
-        p = self._run("up", "--pods", str(self.pods), "--workers", str(self.workers), timeout=300)
+        p = self._run("up", "--pods", str(self.pods), "--workers", str(self.workers), *self.up_args,
+                      timeout=300)
         self.env = dict(line.split("=", 1) for line in p.stdout.split("\n") if "=" in line)
         self.url = self.env["TETHER_URL"]
         self.admin = self.env["TETHER_ADMIN_TOKEN"]
@@ -138,10 +140,10 @@ class Ctx:
     and an admin client."""
 
 
-def stack_ctx(name, tenant, pods=2, workers=2, env=None):
+def stack_ctx(name, tenant, pods=2, workers=2, env=None, up_args=()):
     """Bring up a clean stack for a suite (tests/lib's usual setup)."""
     c = Ctx()
-    c.stack = Stack(name, pods=pods, workers=workers, env=env)
+    c.stack = Stack(name, pods=pods, workers=workers, env=env, up_args=up_args)
     c.stack.down()
     c.stack.up()
     c.key = c.stack.new_key(tenant)
