@@ -62,6 +62,35 @@ def test_first_command_from_a_0700_home(c):
     assert s.returncode == 0 and "database system is ready" in s.stdout, s.stdout[-2000:] + s.stderr
 
 
+def readme_try_it():
+    """The shell block of the README's "Try it" section, as a user would paste it."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    section = text[text.index("## Try it"):]
+    return section[section.index("```sh\n") + 6:section.index("\n```", section.index("```sh"))]
+
+
+def test_readme_try_it_kills_the_owner_and_the_reply_goes_on(c):
+    """The README's "Try it" block, pasted into a shell in the clone (after the
+    demo's stack is up): it must kill the pod that generates the reply, and the
+    watcher must see a reset and then the whole reply once, ending completed."""
+    import json
+    p = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_try_it()], cwd=c.clone, text=True,
+                       capture_output=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    events = [ln.split(" ", 2) for ln in p.stdout.splitlines() if ln.count(" ") >= 2 and ":" in ln.split(" ")[0]]
+    kinds = [e[1] for e in events]
+    assert "reset" in kinds, f"the kill did not hit the owner: {kinds}"
+    assert kinds[-1] == "done" and json.loads(events[-1][2])["status"] == "completed", events[-3:]
+    last = int(events[-1][0].split(":")[0])
+    ids = [e[0] for e in events if e[0].startswith(f"{last}:")]
+    assert ids == [f"{last}:{i}" for i in range(len(ids))], ids    # the last attempt whole, once
+    text = "".join(json.loads(e[2])["text"] for e in events if e[1] == "delta" and e[0].startswith(f"{last}:"))
+    # The mock's reply to "slow:30x150": chunk-1 .. chunk-30, each once, in order.
+    got = [w for w in text.split() if w.startswith("chunk-")]
+    assert got == [f"chunk-{i}" for i in range(1, 31)], got
+
+
 def test_demo_stops_with_the_stacks_message(c):
     subprocess.run([os.path.join(c.clone, "scripts", "stack"), "down", "--purge"], capture_output=True,
                    timeout=120)
