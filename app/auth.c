@@ -1,5 +1,9 @@
 /* auth.c - keys are looked up by sha256 in PostgreSQL; valid ones are cached per
- * worker for a short time so a stream of requests costs no extra round trip. */
+ * worker for a short time (auth_cache_ms) so a stream of requests costs no extra
+ * round trip. A revocation (auth_revoke: the control broadcast, docs/OPERATIONS.md
+ * "Key revocation") drops the key from the cache at once and enters a ring of recent
+ * revocations that open event streams check; the cache's short life is the
+ * backstop when a broadcast is lost. */
 #include "auth.h"
 #include "app.h"
 #include "config.h"
@@ -10,22 +14,28 @@
 #include "util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define CACHE_SLOTS 1024
+/* Recent revocations kept for open streams (a stream looks at those since its last look). */
+#define REVOKED_RING 256
 
 struct cache_entry {
 	char key[API_KEY_LEN + 1];
 	char tenant[UUID_LEN + 1];
+	char key_id[UUID_LEN + 1];
 	int64_t expires_ms;
 };
 
 struct authcache {
-	pthread_mutex_t mu;             /* guards slots */
+	pthread_mutex_t mu;             /* guards slots, revoked */
 	int ttl_ms;
 	struct cache_entry slots[CACHE_SLOTS];
+	char revoked[REVOKED_RING][UUID_LEN + 1];       /* revocation g at [g % REVOKED_RING] */
+	atomic_uint gen;                /* revocations so far (written under mu) */
 };
 
 int
@@ -61,7 +71,8 @@ slot_of(const char *key)
 }
 
 static int
-cache_get(struct authcache *c, const char *key, char tenant[UUID_LEN + 1])
+cache_get(struct authcache *c, const char *key, char tenant[UUID_LEN + 1],
+    char key_id[UUID_LEN + 1])
 {
 	struct cache_entry *e = &c->slots[slot_of(key)];
 	int hit = 0;
@@ -69,22 +80,69 @@ cache_get(struct authcache *c, const char *key, char tenant[UUID_LEN + 1])
 	pthread_mutex_lock(&c->mu);
 	if (e->expires_ms > now_ms() && secret_equal(e->key, key)) {
 		memcpy(tenant, e->tenant, UUID_LEN + 1);
+		memcpy(key_id, e->key_id, UUID_LEN + 1);
 		hit = 1;
 	}
 	pthread_mutex_unlock(&c->mu);
 	return hit;
 }
 
+/* Cache a lookup made at revocation generation gen: not when a revocation came
+ * since (it may be this key's, and the lookup may predate it). */
 static void
-cache_put(struct authcache *c, const char *key, const char *tenant)
+cache_put(struct authcache *c, const char *key, const char *tenant, const char *key_id,
+    unsigned gen)
 {
 	struct cache_entry *e = &c->slots[slot_of(key)];
 
 	pthread_mutex_lock(&c->mu);
-	memcpy(e->key, key, API_KEY_LEN + 1);
-	memcpy(e->tenant, tenant, UUID_LEN + 1);
-	e->expires_ms = now_ms() + c->ttl_ms;
+	if (atomic_load(&c->gen) == gen) {
+		memcpy(e->key, key, API_KEY_LEN + 1);
+		memcpy(e->tenant, tenant, UUID_LEN + 1);
+		memcpy(e->key_id, key_id, UUID_LEN + 1);
+		e->expires_ms = now_ms() + c->ttl_ms;
+	}
 	pthread_mutex_unlock(&c->mu);
+}
+
+void
+auth_revoke(struct authcache *c, const char *key_id)
+{
+	unsigned g;
+
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < CACHE_SLOTS; i++)
+		if (c->slots[i].expires_ms && !strcmp(c->slots[i].key_id, key_id))
+			memset(&c->slots[i], 0, sizeof c->slots[i]);
+	g = atomic_load(&c->gen);
+	snprintf(c->revoked[g % REVOKED_RING], UUID_LEN + 1, "%s", key_id);
+	atomic_store(&c->gen, g + 1);
+	pthread_mutex_unlock(&c->mu);
+}
+
+unsigned
+auth_revocations(struct authcache *c)
+{
+	return atomic_load(&c->gen);
+}
+
+int
+auth_revoked_since(struct authcache *c, const char *key_id, unsigned *gen)
+{
+	unsigned now = atomic_load(&c->gen), g = *gen;
+	int hit = 0;
+
+	if (now == g || !key_id[0])
+		return 0;
+	pthread_mutex_lock(&c->mu);
+	now = atomic_load(&c->gen);
+	if (now - g > REVOKED_RING)
+		g = now - REVOKED_RING;         /* older ones are gone from the ring */
+	for (; g != now && !hit; g++)
+		hit = !strcmp(c->revoked[g % REVOKED_RING], key_id);
+	pthread_mutex_unlock(&c->mu);
+	*gen = now;
+	return hit;
 }
 
 const char *
@@ -123,6 +181,7 @@ auth_tenant(struct req *r)
 	char key[API_KEY_LEN + 1];
 	size_t n = 0;
 	const char *k = auth_bearer(r->authorization, &n);
+	unsigned gen;
 	int rc;
 
 	if (!k) {
@@ -137,9 +196,11 @@ auth_tenant(struct req *r)
 	}
 	memcpy(key, k, n);
 	key[n] = '\0';
-	if (cache_get(r->app->auth, key, r->tenant))
+	gen = auth_revocations(r->app->auth);
+	r->auth_gen = gen;
+	if (cache_get(r->app->auth, key, r->tenant, r->key_id))
 		return 0;
-	rc = store_auth(r->app->store, key, r->tenant);
+	rc = store_auth(r->app->store, key, r->tenant, r->key_id);
 	if (rc == TE_NOTFOUND) {
 		http_error_ex(r, API_UNAUTHORIZED, NULL, NULL, "WWW-Authenticate: Bearer\r\n",
 		    "invalid API key");
@@ -150,7 +211,7 @@ auth_tenant(struct req *r)
 		    "could not check the API key: PostgreSQL is unavailable");
 		return -1;
 	}
-	cache_put(r->app->auth, key, r->tenant);
+	cache_put(r->app->auth, key, r->tenant, r->key_id, gen);
 	return 0;
 }
 

@@ -231,6 +231,8 @@ bus_close(struct bus *b)
 		natsConnection_Close(b->nc);
 	if (b->ctl)
 		natsSubscription_Destroy(b->ctl);
+	if (b->ctl_all)
+		natsSubscription_Destroy(b->ctl_all);
 	if (b->js)
 		jsCtx_Destroy(b->js);
 	grave_stop(b);
@@ -371,7 +373,24 @@ bus_ctl_listen(struct bus *b, long worker, bus_ctl_fn fn, void *arg)
 	snprintf(subject, sizeof subject, CTL_PREFIX "%ld", worker);
 	b->ctl_fn = fn;
 	b->ctl_arg = arg;
-	return natsConnection_Subscribe(&b->ctl, b->nc, subject, on_ctl, b) == NATS_OK ? TE_OK
+	if (natsConnection_Subscribe(&b->ctl, b->nc, subject, on_ctl, b) != NATS_OK ||
+	    natsConnection_Subscribe(&b->ctl_all, b->nc, CTL_ALL, on_ctl, b) != NATS_OK)
+		return TE_BUS;
+	/* A revocation must reach this worker within a second: flush the interest to the
+	 * server now rather than with the next PING. */
+	return natsConnection_FlushTimeout(b->nc, b->cfg->nats_timeout_ms) == NATS_OK ? TE_OK
+	    : TE_BUS;
+}
+
+int
+bus_ctl_broadcast(struct bus *b, const char *verb, const char *id)
+{
+	char data[64];
+
+	snprintf(data, sizeof data, "%s %s", verb, id);
+	if (natsConnection_PublishString(b->nc, CTL_ALL, data) != NATS_OK)
+		return TE_BUS;
+	return natsConnection_FlushTimeout(b->nc, b->cfg->nats_timeout_ms) == NATS_OK ? TE_OK
 	    : TE_BUS;
 }
 

@@ -124,5 +124,8 @@ void bus_sub_close(struct bus_sub *s);
 /* Control messages between workers (core NATS, not stored). */
 TE_MUST_CHECK int bus_ctl_listen(struct bus *b, long worker, bus_ctl_fn fn, void *arg);
 TE_MUST_CHECK int bus_ctl_send(struct bus *b, long worker, const char *verb, const char *run_id);
+/* "<verb> <id>" to every worker of every pod, this one included (bus_ctl_listen's fn
+ * gets it); flushed to the server before returning. */
+TE_MUST_CHECK int bus_ctl_broadcast(struct bus *b, const char *verb, const char *id);
 
 #endif

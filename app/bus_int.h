@@ -16,6 +16,8 @@
  * take under 300 bytes; the rest is margin. */
 #define HEADER_ROOM 1024
 #define CTL_PREFIX "tether.ctl."
+/* Control messages for every worker of every pod (key revocations). */
+#define CTL_ALL "tether.ctl.all"
 
 /* nats.c hands every destroyed message to its garbage-collector thread and wakes
  * that thread whenever it sleeps: three messages per chunk made three wakeups. We
@@ -37,6 +39,7 @@ struct bus {
 	natsConnection *nc;
 	jsCtx *js;
 	natsSubscription *ctl;
+	natsSubscription *ctl_all;
 	bus_ctl_fn ctl_fn;
 	void *ctl_arg;
 };

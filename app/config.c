@@ -43,6 +43,9 @@ static const struct cfg_entry entries[] = {
 	  "NATS server URL, or several comma-separated (a cluster's servers)"),
 	S(admin_token, "TETHER_ADMIN_TOKEN", NULL, "", 1,
 	  "token for /v1/admin/ routes (empty: admin routes always answer 401)"),
+	I(auth_cache_ms, "TETHER_AUTH_CACHE_MS", 0, 30000, 1000,
+	  "how long a worker trusts a checked API key without asking PostgreSQL (ms): the "
+	  "bound on a revocation whose broadcast was lost (0: ask every time)"),
 	I(db_pool, "TETHER_DB_POOL", 1, 64, 4, "PostgreSQL query connections per worker"),
 	I(db_connect_timeout_s, "TETHER_DB_CONNECT_TIMEOUT_S", 2, 60, 3,
 	  "libpq connect_timeout (seconds)"),

@@ -16,6 +16,7 @@ struct config {
 	char database_url[1024];
 	char nats_url[512];
 	char admin_token[256];
+	int auth_cache_ms;
 	int db_pool;
 	int db_connect_timeout_s;
 	int db_keepalives_idle_s;

@@ -39,6 +39,8 @@ struct req {
 	char name[65];
 	/* filled by auth */
 	char tenant[UUID_LEN + 1];
+	char key_id[UUID_LEN + 1];      /* the API key's id */
+	unsigned auth_gen;              /* auth_revocations() before the key was checked */
 	/* response state */
 	int status;                     /* 0 until headers are written */
 	int streaming;

@@ -23,11 +23,19 @@ TE_MUST_CHECK int store_ping(struct store *st);
 /* Cancel waits and refuse new acquisitions (shutdown). */
 void store_shutdown(struct store *st);
 
-/* ---- tenants and keys ---- */
-/* Create the tenant when new and store sha256(key). */
-TE_MUST_CHECK int store_key_create(struct store *st, const char *tenant_name, const char *key);
-/* The tenant id of a key; TE_NOTFOUND for unknown keys. */
-TE_MUST_CHECK int store_auth(struct store *st, const char *key, char tenant_id[UUID_LEN + 1]);
+/* ---- tenants and keys (store_tenants.c) ---- */
+/* Create the tenant when new and store sha256(key); key_id is the new key's id. */
+TE_MUST_CHECK int store_key_create(struct store *st, const char *tenant_name, const char *key,
+    char key_id[UUID_LEN + 1]);
+/* The tenant id and key id of an unrevoked key; TE_NOTFOUND for unknown or revoked keys. */
+TE_MUST_CHECK int store_auth(struct store *st, const char *key, char tenant_id[UUID_LEN + 1],
+    char key_id[UUID_LEN + 1]);
+/* {"items":[{"id","created_at","revoked_at"}...]} oldest first (caller frees);
+ * TE_NOTFOUND when no tenant has that name. */
+TE_MUST_CHECK int store_key_list(struct store *st, const char *tenant_name, char **json);
+/* Revoke a key (idempotent: the first revocation's time stays); {"id","revoked_at"}
+ * (caller frees). TE_NOTFOUND for an unknown id. */
+TE_MUST_CHECK int store_key_revoke(struct store *st, const char *key_id, char **json);
 
 /* ---- threads (results are JSON documents as API.md shows; caller frees) ---- */
 TE_MUST_CHECK int store_thread_create(struct store *st, const char *tenant, const char *title,

@@ -1,4 +1,4 @@
-/* store_threads.c - tenants, API keys and threads. */
+/* store_threads.c - threads (tenants and keys: store_tenants.c). */
 #include "store_int.h"
 #include "buf.h"
 #include "err.h"
@@ -15,42 +15,6 @@
 	" 'active_run_id', r.id)"
 #define THREAD_ACTIVE_JOIN \
 	" LEFT JOIN runs r ON r.thread_id = t.id AND r.status IN ('queued', 'running')"
-
-int
-store_key_create(struct store *st, const char *tenant_name, const char *key)
-{
-	static const char sql[] =
-	    "WITH t AS (INSERT INTO tenants (name) VALUES ($1)"
-	    "  ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id)"
-	    " INSERT INTO api_keys (tenant_id, key_hash, prefix)"
-	    " SELECT t.id, sha256(convert_to($2, 'UTF8')), left($2, 7) FROM t";
-	const char *p[] = { tenant_name, key };
-	struct pgc *c;
-	int rc;
-
-	if ((rc = pgc_acquire(st, &c)) != TE_OK)
-		return rc;
-	rc = st_exec(st, c, sql, 2, p, NULL, NULL);
-	pgc_release(st, c);
-	return rc;
-}
-
-int
-store_auth(struct store *st, const char *key, char tenant_id[UUID_LEN + 1])
-{
-	static const char sql[] =
-	    "SELECT tenant_id FROM api_keys"
-	    " WHERE key_hash = sha256(convert_to($1, 'UTF8')) AND revoked_at IS NULL";
-	const char *p[] = { key };
-	PGresult *res;
-	int rc;
-
-	if ((rc = st_query_row(st, sql, 1, p, &res)) != TE_OK)
-		return rc;
-	snprintf(tenant_id, UUID_LEN + 1, "%s", PQgetvalue(res, 0, 0));
-	PQclear(res);
-	return TE_OK;
-}
 
 static int
 one_json(struct store *st, const char *sql, int n, const char *const *p, char **json)

@@ -26,6 +26,8 @@ usage(FILE *fp)
 	    "  watch RUN_ID [--from EVENT_ID]\n"
 	    "                     print a run's events (id, event, data), resuming after EVENT_ID\n"
 	    "  key TENANT         create an API key for TENANT (admin token)\n"
+	    "  key list TENANT    list TENANT's keys: id, created_at, revoked_at (admin token)\n"
+	    "  key revoke ID      revoke the key with that id, on every pod (admin token)\n"
 	    "  recover            run the recovery sweep once (admin token; what the cron does)\n"
 	    "  migrate [--sql-dir DIR]\n"
 	    "                     apply pending sql/NNNN_*.sql migrations (DATABASE_URL)\n"
@@ -93,14 +95,14 @@ cmd_migrate(int argc, char **argv)
 }
 
 static int
-admin_call(const struct client *c, const char *path, int expect)
+admin_call(const struct client *c, const char *method, const char *path, int expect)
 {
 	struct buf resp;
 	char err[512];
 	int st;
 
 	buf_init(&resp, 16 << 20);
-	st = client_json(c, "POST", path, NULL, &resp, err, sizeof err);
+	st = client_json(c, method, path, NULL, &resp, err, sizeof err);
 	if (st < 0) {
 		fprintf(stderr, "tetherctl: %s\n", err);
 		buf_free(&resp);
@@ -323,10 +325,18 @@ main(int argc, char **argv)
 				fprintf(stderr, "tetherctl key: give a tenant name\n");
 				return 2;
 			}
-			snprintf(path, sizeof path, "/v1/admin/tenants/%s/keys", argv[i]);
-			rc = admin_call(&c, path, 201);
+			if (i + 1 < argc && !strcmp(argv[i], "list")) {
+				snprintf(path, sizeof path, "/v1/admin/tenants/%s/keys", argv[i + 1]);
+				rc = admin_call(&c, "GET", path, 200);
+			} else if (i + 1 < argc && !strcmp(argv[i], "revoke")) {
+				snprintf(path, sizeof path, "/v1/admin/keys/%s", argv[i + 1]);
+				rc = admin_call(&c, "DELETE", path, 200);
+			} else {
+				snprintf(path, sizeof path, "/v1/admin/tenants/%s/keys", argv[i]);
+				rc = admin_call(&c, "POST", path, 201);
+			}
 		} else {
-			rc = admin_call(&c, "/v1/admin/recover", 200);
+			rc = admin_call(&c, "POST", "/v1/admin/recover", 200);
 		}
 	} else if (!strcmp(cmd, "chat") || !strcmp(cmd, "watch")) {
 		if (!c.key)

@@ -10,6 +10,7 @@
  * l->mu guards the kick list; lock order x->mu, then l->mu. */
 #include "watcher.h"
 #include "app.h"
+#include "auth.h"
 #include "bus.h"
 #include "buf.h"
 #include "config.h"
@@ -45,6 +46,8 @@
  * the loop moves above this, so accepted descriptors stay below it. */
 #define LOOP_MIN_FD 1024
 #define CLOSE_WAIT_MS 3000
+/* A stream in its request thread looks for its key's revocation this often. */
+#define REVOKE_LOOK_MS 100
 
 enum flush_mode {
 	FLUSH_BLOCK,            /* wait until sent: only this thread writes */
@@ -60,6 +63,8 @@ struct watcher {
 	struct req *r;                  /* until the loop has it */
 	char run[UUID_LEN + 1];
 	char thread_id[UUID_LEN + 1];
+	char key_id[UUID_LEN + 1];      /* the API key that opened it: revoked, it ends */
+	unsigned auth_gen;              /* revocations looked at (auth_revoked_since) */
 	struct watch w;
 	struct hub_run *hr;             /* the hub's cursor: event number idx */
 	size_t idx;
@@ -108,6 +113,7 @@ struct wloop {
 	int closing;
 	int done;
 	struct watcher *all;            /* (loop) */
+	unsigned revoke_gen;            /* (loop) revocations looked at */
 	atomic_int streams;
 };
 
@@ -413,11 +419,15 @@ stream_loop(struct watcher *x)
 
 		if (atomic_load(&x->a->closing))
 			return 0;
+		if (auth_revoked_since(x->a->auth, x->key_id, &x->auth_gen)) {
+			tlog_run(LOG_INFO, x->run, watch_cur(x), "event stream ended: its API key was revoked");
+			return 0;
+		}
 		wait = x->next_check_ms - now;
 		if (x->last_write_ms + ping_ms - now < wait)
 			wait = x->last_write_ms + ping_ms - now;
-		if (wait > MAX_SLICE_MS)
-			wait = MAX_SLICE_MS;
+		if (wait > REVOKE_LOOK_MS)
+			wait = REVOKE_LOOK_MS;
 		if (wait < 1)
 			wait = 1;
 		if (x->pushed) {
@@ -821,6 +831,11 @@ w_look(struct watcher *x)
 			x->next->prev = x;
 		x->l->all = x;
 		w_schedule(x);
+		if (auth_revoked_since(x->a->auth, x->key_id, &x->auth_gen)) {
+			tlog_run(LOG_INFO, x->run, x->w.cur, "event stream ended: its API key was revoked");
+			w_finish(x, FIN_CLEAN);
+			return;
+		}
 	}
 	if (x->closing)
 		return;
@@ -862,6 +877,19 @@ on_wake(uv_async_t *h)
 
 		list = x->next_look;
 		w_look(x);
+	}
+	if (auth_revocations(l->a->auth) != l->revoke_gen) {
+		/* A key was revoked (wloop_revoked): end the streams it opened. */
+		l->revoke_gen = auth_revocations(l->a->auth);
+		for (struct watcher *x = l->all, *nx; x; x = nx) {
+			nx = x->next;
+			if (!x->finishing && !x->closing &&
+			    auth_revoked_since(l->a->auth, x->key_id, &x->auth_gen)) {
+				tlog_run(LOG_INFO, x->run, x->w.cur,
+				    "event stream ended: its API key was revoked");
+				w_finish(x, FIN_CLEAN);
+			}
+		}
 	}
 	if (closing) {
 		for (struct watcher *x = l->all, *nx; x; x = nx) {
@@ -945,6 +973,13 @@ wloop_close(struct wloop *l)
 		tlog(LOG_WARN, "stream loop did not stop in %d ms", CLOSE_WAIT_MS);
 }
 
+void
+wloop_revoked(struct wloop *l)
+{
+	if (l)
+		uv_async_send(&l->wake);
+}
+
 int
 wloop_streams(struct wloop *l)
 {
@@ -992,6 +1027,8 @@ watcher_serve(struct req *r, struct hub_run *hr, const char *run_id, const char 
 	x->hr = hr;
 	snprintf(x->run, sizeof x->run, "%s", run_id);
 	snprintf(x->thread_id, sizeof x->thread_id, "%s", thread_id);
+	snprintf(x->key_id, sizeof x->key_id, "%s", r->key_id);
+	x->auth_gen = r->auth_gen;
 	buf_init(&x->out, OUT_MAX);
 	http_wire_init(&x->wire, r, WIRE_MAX);
 	pthread_mutex_init(&x->mu, NULL);

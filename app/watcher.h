@@ -27,6 +27,8 @@ struct wloop;
 TE_MUST_CHECK int wloop_open(struct wloop **out, struct app *a);
 /* End every stream (as a drain does: the clients resume elsewhere) and stop. */
 void wloop_close(struct wloop *l);
+/* A key was revoked (auth_revoke): the loop ends the streams it opened. Any thread. */
+void wloop_revoked(struct wloop *l);
 /* Streams held by the loop now. */
 int wloop_streams(struct wloop *l);
 

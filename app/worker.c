@@ -36,7 +36,6 @@
 #include <unistd.h>
 
 #define REQ_STACK (256 * 1024)
-#define AUTH_TTL_MS 30000
 
 static struct app app;
 static int listen_fd = -1;
@@ -130,8 +129,13 @@ static void
 on_ctl(void *arg, const char *verb, const char *run_id)
 {
 	(void)arg;
-	if (!strcmp(verb, "cancel"))
+	if (!strcmp(verb, "cancel")) {
 		runner_cancel(app.runner, run_id, 0);
+	} else if (!strcmp(verb, "revoke")) {
+		/* run_id is a key id here: refuse it from now on, end its streams. */
+		auth_revoke(app.auth, run_id);
+		wloop_revoked(app.wloop);
+	}
 }
 
 /* The liveness connection: heartbeat, re-lock after PostgreSQL comes back,
@@ -358,7 +362,7 @@ worker_main(const struct config *cfg, int fd, pid_t master, struct crash_slot *c
 	}
 	if (store_open(&app.store, cfg, "tetherd") != TE_OK ||
 	    runner_new(&app.runner, &app, cfg->max_runs) != TE_OK ||
-	    authcache_new(&app.auth, AUTH_TTL_MS) != TE_OK) {
+	    authcache_new(&app.auth, app.cfg->auth_cache_ms) != TE_OK) {
 		tlog(LOG_ERROR, "out of memory at start");
 		return 1;
 	}
@@ -386,7 +390,8 @@ worker_main(const struct config *cfg, int fd, pid_t master, struct crash_slot *c
 		return 1;
 	}
 	if (bus_ctl_listen(app.bus, app.worker, on_ctl, NULL) != TE_OK)
-		tlog(LOG_WARN, "could not listen for control messages; cancels act at the next publish");
+		tlog(LOG_WARN, "could not listen for control messages; cancels act at the next publish, "
+		    "revocations when the key cache expires");
 
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, REQ_STACK);

@@ -1,31 +1,79 @@
-/* POST /v1/admin/tenants/{name}/keys and POST /v1/admin/recover (the cron's sweep). */
+/* /v1/admin/tenants/{name}/keys (create, list), DELETE /v1/admin/keys/{id} (revoke)
+ * and POST /v1/admin/recover (the cron's sweep). */
 #include "routes.h"
 #include "app.h"
 #include "auth.h"
 #include "buf.h"
+#include "bus.h"
 #include "log.h"
 #include "recovery.h"
 #include "store.h"
+#include "watcher.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 void
 h_admin_keys(struct req *r)
 {
-	char key[API_KEY_LEN + 1], body[256];
+	char key[API_KEY_LEN + 1], key_id[UUID_LEN + 1], body[256];
 	int rc;
 
 	if ((rc = auth_key_generate(key)) != TE_OK) {
 		http_error(r, API_INTERNAL, "could not generate a key");
 		return;
 	}
-	if ((rc = store_key_create(r->app->store, r->name, key)) != TE_OK) {
+	if ((rc = store_key_create(r->app->store, r->name, key, key_id)) != TE_OK) {
 		http_error(r, api_err_from_te(rc), "could not store the key: %s", te_strerror(rc));
 		return;
 	}
-	tlog(LOG_INFO, "created an API key for tenant %s (prefix %.7s)", r->name, key);
-	snprintf(body, sizeof body, "{\"tenant\":\"%s\",\"key\":\"%s\"}", r->name, key);
+	tlog(LOG_INFO, "created API key %s for tenant %s", key_id, r->name);
+	snprintf(body, sizeof body, "{\"tenant\":\"%s\",\"key\":\"%s\",\"id\":\"%s\"}", r->name,
+	    key, key_id);
 	http_json_str(r, 201, body);
+}
+
+void
+h_admin_keys_list(struct req *r)
+{
+	char *json = NULL;
+	int rc = store_key_list(r->app->store, r->name, &json);
+
+	if (rc == TE_NOTFOUND)
+		http_error(r, API_NOT_FOUND, "no tenant named %s", r->name);
+	else if (rc != TE_OK)
+		http_error(r, api_err_from_te(rc), "could not list the keys: %s", te_strerror(rc));
+	else
+		http_json_str(r, 200, json);
+	free(json);
+}
+
+/* Revoke in PostgreSQL (from then on no worker's lookup finds the key), then tell
+ * every worker of every pod to drop it from its cache and end its streams. This
+ * worker applies it at once too, so its own streams do not wait for the bus. */
+void
+h_admin_key_revoke(struct req *r)
+{
+	char *json = NULL;
+	int rc = store_key_revoke(r->app->store, r->id, &json);
+
+	if (rc == TE_NOTFOUND) {
+		http_error(r, API_NOT_FOUND, "no API key with id %s", r->id);
+		return;
+	}
+	if (rc != TE_OK) {
+		http_error(r, api_err_from_te(rc), "could not revoke the key: %s", te_strerror(rc));
+		return;
+	}
+	auth_revoke(r->app->auth, r->id);
+	wloop_revoked(r->app->wloop);
+	if ((rc = bus_ctl_broadcast(r->app->bus, "revoke", r->id)) != TE_OK)
+		tlog(LOG_WARN, "could not broadcast the revocation of key %s: %s; other workers "
+		    "refuse it when their key cache expires (auth_cache_ms), and its open streams "
+		    "elsewhere stay open", r->id, te_strerror(rc));
+	tlog(LOG_INFO, "revoked API key %s", r->id);
+	http_json_str(r, 200, json);
+	free(json);
 }
 
 static int

@@ -21,6 +21,8 @@ static const struct route routes[] = {
 	{ R_RUN_EVENTS, "/v1/runs/*/events", P_ID, M_GET, AUTH_KEY, h_run_events },
 	{ R_RUN_CANCEL, "/v1/runs/*/cancel", P_ID, M_POST, AUTH_KEY, h_run_cancel },
 	{ R_ADMIN_KEYS, "/v1/admin/tenants/*/keys", P_NAME, M_POST, AUTH_ADMIN, h_admin_keys },
+	{ R_ADMIN_KEYS, "/v1/admin/tenants/*/keys", P_NAME, M_GET, AUTH_ADMIN, h_admin_keys_list },
+	{ R_ADMIN_KEY, "/v1/admin/keys/*", P_ID, M_DELETE, AUTH_ADMIN, h_admin_key_revoke },
 	{ R_ADMIN_RECOVER, "/v1/admin/recover", P_NONE, M_POST, AUTH_ADMIN, h_admin_recover },
 	{ R_BENCH_STREAM, "/v1/bench/stream", P_NONE, M_GET, AUTH_KEY, h_bench_stream },
 };

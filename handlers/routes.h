@@ -20,6 +20,7 @@ enum route_id {
 	R_RUN_CANCEL,
 	R_ADMIN_KEYS,
 	R_ADMIN_RECOVER,
+	R_ADMIN_KEY,
 	R_BENCH_STREAM,
 	R__MAX
 };
@@ -63,6 +64,8 @@ void h_run_events(struct req *r);
 void h_thread_events(struct req *r);
 void h_run_cancel(struct req *r);
 void h_admin_keys(struct req *r);
+void h_admin_keys_list(struct req *r);
+void h_admin_key_revoke(struct req *r);
 void h_admin_recover(struct req *r);
 void h_bench_stream(struct req *r);
 

@@ -96,7 +96,7 @@ def test_admin_keys(c):
     assert_error(anon.post("/v1/admin/recover", key=c.key), 401, "unauthorized")
     r = c.admin.post("/v1/admin/tenants/zed/keys")
     assert r.status == 201, r
-    assert set(r.json) == {"tenant", "key"} and r.json["tenant"] == "zed", r.json
+    assert set(r.json) == {"tenant", "key", "id"} and r.json["tenant"] == "zed", r.json
     key = r.json["key"]
     assert key.startswith("tk_") and len(key) == 43, key
     # Stored only as a hash: no column of api_keys holds the key text.

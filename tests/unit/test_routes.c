@@ -32,6 +32,9 @@ static const struct want table[] = {
 	{ "/v1/runs/" ID "/cancel", M_POST, R_RUN_CANCEL, h_run_cancel, P_ID, AUTH_KEY, ID },
 	{ "/v1/admin/tenants/acme-1/keys", M_POST, R_ADMIN_KEYS, h_admin_keys, P_NAME, AUTH_ADMIN,
 	  "acme-1" },
+	{ "/v1/admin/tenants/acme-1/keys", M_GET, R_ADMIN_KEYS, h_admin_keys_list, P_NAME,
+	  AUTH_ADMIN, "acme-1" },
+	{ "/v1/admin/keys/" ID, M_DELETE, R_ADMIN_KEY, h_admin_key_revoke, P_ID, AUTH_ADMIN, ID },
 	{ "/v1/admin/recover", M_POST, R_ADMIN_RECOVER, h_admin_recover, P_NONE, AUTH_ADMIN, "" },
 };
 
@@ -146,7 +149,8 @@ test_method_not_allowed(void)
 		{ "/v1/runs/" ID, M_PUT, "GET" },
 		{ "/v1/runs/" ID "/events", M_DELETE, "GET" },
 		{ "/v1/runs/" ID "/cancel", M_GET, "POST" },
-		{ "/v1/admin/tenants/acme/keys", M_GET, "POST" },
+		{ "/v1/admin/tenants/acme/keys", M_DELETE, "GET, POST" },
+		{ "/v1/admin/keys/" ID, M_GET, "DELETE" },
 		{ "/v1/admin/recover", M_GET, "POST" },
 		{ "/healthz", M_POST, "GET" },
 		{ "/readyz", M_OPTIONS, "GET" },
@@ -176,8 +180,8 @@ test_long_paths(void)
 	CU_ASSERT_EQUAL(strlen(m.param), sizeof m.param - 1);
 	CU_ASSERT(strspn(m.param, "a") == sizeof m.param - 1);
 	snprintf(path, sizeof path, "/v1/admin/tenants/%s/keys", seg);
-	CU_ASSERT_EQUAL(route_match(path, M_GET, &m), -405);
-	CU_ASSERT_STRING_EQUAL(m.allow, "POST");
+	CU_ASSERT_EQUAL(route_match(path, M_PUT, &m), -405);
+	CU_ASSERT_STRING_EQUAL(m.allow, "GET, POST");
 	CU_ASSERT_STRING_EQUAL(m.param, "");
 	/* Exactly 95 bytes fit whole. */
 	memset(seg, 'b', 95);
