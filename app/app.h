@@ -13,6 +13,7 @@ struct bus;
 struct runner;
 struct recovery;
 struct authcache;
+struct quota;
 struct hub;
 struct wloop;
 
@@ -40,6 +41,7 @@ struct app {
 	struct runner *runner;
 	struct recovery *recovery;
 	struct authcache *auth;
+	struct quota *quota;           /* per-tenant streams and requests */
 	struct hub *hub;
 	struct wloop *wloop;            /* open event streams (app/watcher.c) */
 	long worker;

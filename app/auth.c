@@ -1,5 +1,5 @@
-/* auth.c - keys are looked up by sha256 in PostgreSQL; valid ones are cached per
- * worker for a short time (auth_cache_ms) so a stream of requests costs no extra
+/* auth.c - keys are looked up by sha256 in PostgreSQL, with their tenant's quotas;
+ * valid ones are cached per worker for a short time (auth_cache_ms) so a stream of requests costs no extra
  * round trip. A revocation (auth_revoke: the control broadcast, docs/OPERATIONS.md
  * "Key revocation") drops the key from the cache at once and enters a ring of recent
  * revocations that open event streams check; the cache's short life is the
@@ -27,6 +27,7 @@ struct cache_entry {
 	char key[API_KEY_LEN + 1];
 	char tenant[UUID_LEN + 1];
 	char key_id[UUID_LEN + 1];
+	struct tenant_limits limits;
 	int64_t expires_ms;
 };
 
@@ -72,7 +73,7 @@ slot_of(const char *key)
 
 static int
 cache_get(struct authcache *c, const char *key, char tenant[UUID_LEN + 1],
-    char key_id[UUID_LEN + 1])
+    char key_id[UUID_LEN + 1], struct tenant_limits *lim)
 {
 	struct cache_entry *e = &c->slots[slot_of(key)];
 	int hit = 0;
@@ -81,6 +82,7 @@ cache_get(struct authcache *c, const char *key, char tenant[UUID_LEN + 1],
 	if (e->expires_ms > now_ms() && secret_equal(e->key, key)) {
 		memcpy(tenant, e->tenant, UUID_LEN + 1);
 		memcpy(key_id, e->key_id, UUID_LEN + 1);
+		*lim = e->limits;
 		hit = 1;
 	}
 	pthread_mutex_unlock(&c->mu);
@@ -91,7 +93,7 @@ cache_get(struct authcache *c, const char *key, char tenant[UUID_LEN + 1],
  * since (it may be this key's, and the lookup may predate it). */
 static void
 cache_put(struct authcache *c, const char *key, const char *tenant, const char *key_id,
-    unsigned gen)
+    const struct tenant_limits *lim, unsigned gen)
 {
 	struct cache_entry *e = &c->slots[slot_of(key)];
 
@@ -100,6 +102,7 @@ cache_put(struct authcache *c, const char *key, const char *tenant, const char *
 		memcpy(e->key, key, API_KEY_LEN + 1);
 		memcpy(e->tenant, tenant, UUID_LEN + 1);
 		memcpy(e->key_id, key_id, UUID_LEN + 1);
+		e->limits = *lim;
 		e->expires_ms = now_ms() + c->ttl_ms;
 	}
 	pthread_mutex_unlock(&c->mu);
@@ -198,9 +201,9 @@ auth_tenant(struct req *r)
 	key[n] = '\0';
 	gen = auth_revocations(r->app->auth);
 	r->auth_gen = gen;
-	if (cache_get(r->app->auth, key, r->tenant, r->key_id))
+	if (cache_get(r->app->auth, key, r->tenant, r->key_id, &r->limits))
 		return 0;
-	rc = store_auth(r->app->store, key, r->tenant, r->key_id);
+	rc = store_auth(r->app->store, key, r->tenant, r->key_id, &r->limits);
 	if (rc == TE_NOTFOUND) {
 		http_error_ex(r, API_UNAUTHORIZED, NULL, NULL, "WWW-Authenticate: Bearer\r\n",
 		    "invalid API key");
@@ -211,7 +214,7 @@ auth_tenant(struct req *r)
 		    "could not check the API key: PostgreSQL is unavailable");
 		return -1;
 	}
-	cache_put(r->app->auth, key, r->tenant, r->key_id, gen);
+	cache_put(r->app->auth, key, r->tenant, r->key_id, &r->limits, gen);
 	return 0;
 }
 

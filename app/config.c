@@ -67,8 +67,16 @@ static const struct cfg_entry entries[] = {
 	I(max_runs, "TETHER_MAX_RUNS", 1, 4096, 128, "active generating runs per worker"),
 	I(max_watchers, "TETHER_MAX_WATCHERS", 1, 65536, 16384,
 	  "open event streams per worker (held by the stream loop, on descriptors above 1024)"),
-	I(tenant_max_active_runs, "TETHER_TENANT_MAX_ACTIVE_RUNS", 1, 1000000, 1000,
-	  "active runs per tenant across the cluster (429 beyond)"),
+	I(tenant_max_active_runs, "TETHER_TENANT_MAX_ACTIVE_RUNS", 0, 1000000, 256,
+	  "default quota: active runs per tenant across the cluster (429 quota_exceeded beyond; "
+	  "per tenant: PUT /v1/admin/tenants/NAME/limits)"),
+	I(tenant_max_streams, "TETHER_TENANT_MAX_STREAMS", 0, 10000000, 4096,
+	  "default quota: open event streams per tenant across the cluster"),
+	I(tenant_max_output_bytes, "TETHER_TENANT_MAX_OUTPUT_BYTES", 0, 256 << 20, 1 << 20,
+	  "default quota: output bytes per run (beyond: the run fails with output_limit; "
+	  "max_output bounds it too)"),
+	I(tenant_requests_per_s, "TETHER_TENANT_REQUESTS_PER_S", 1, 1000000, 1000,
+	  "default quota: API requests per second per tenant across the cluster"),
 	I(max_body, "TETHER_MAX_BODY", 1024, 64 << 20, 1 << 20, "request body limit (bytes)"),
 	I(max_input, "TETHER_MAX_INPUT", 1, 16 << 20, 256 << 10, "run input limit (bytes)"),
 	I(json_depth, "TETHER_JSON_DEPTH", 2, 256, 32, "JSON nesting depth limit"),

@@ -30,6 +30,9 @@ struct config {
 	int max_runs;
 	int max_watchers;
 	int tenant_max_active_runs;
+	int tenant_max_streams;
+	int tenant_max_output_bytes;
+	int tenant_requests_per_s;
 	int max_body;
 	int max_input;
 	int json_depth;

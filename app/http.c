@@ -244,6 +244,28 @@ http_error_render(struct buf *b, enum api_err e, const char *msg, const char *fi
 }
 
 void
+http_error_quota(struct req *r, const char *limit, int retry_after_s, const char *msg)
+{
+	struct buf b;
+	char hdr[48];
+	int rc;
+
+	buf_init(&b, 4096);
+	rc = http_error_render(&b, API_QUOTA_EXCEEDED, msg, NULL, NULL);
+	if (rc == TE_OK) {
+		b.len -= 2;     /* reopen the error object: "limit" goes in it */
+		b.data[b.len] = '\0';
+		rc = buf_printf(&b, ",\"limit\":\"%s\"}}", limit);
+	}
+	snprintf(hdr, sizeof hdr, "Retry-After: %d\r\n", retry_after_s);
+	if (rc == TE_OK)
+		http_respond(r, 429, "application/json; charset=utf-8", hdr, b.data, b.len);
+	else
+		http_error_ex(r, API_QUOTA_EXCEEDED, NULL, NULL, hdr, msg);
+	buf_free(&b);
+}
+
+void
 http_error_ex(struct req *r, enum api_err e, const char *field, const char *active_run_id,
     const char *extra_headers, const char *msg)
 {

@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "quota.h"
 #include "util.h"
 
 struct app;
@@ -41,6 +42,7 @@ struct req {
 	char tenant[UUID_LEN + 1];
 	char key_id[UUID_LEN + 1];      /* the API key's id */
 	unsigned auth_gen;              /* auth_revocations() before the key was checked */
+	struct tenant_limits limits;    /* the tenant's effective quotas */
 	/* response state */
 	int status;                     /* 0 until headers are written */
 	int streaming;
@@ -64,6 +66,9 @@ void http_respond(struct req *r, int status, const char *ctype, const char *extr
     const char *body, size_t len);
 void http_json(struct req *r, int status, struct json_object *obj);
 void http_json_str(struct req *r, int status, const char *json);
+/* 429 quota_exceeded with "limit" (max_active_runs, max_streams, requests_per_s)
+ * and Retry-After; msg is server text (no client bytes). */
+void http_error_quota(struct req *r, const char *limit, int retry_after_s, const char *msg);
 void http_error(struct req *r, enum api_err e, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void http_error_field(struct req *r, const char *field, const char *fmt, ...)

@@ -555,6 +555,11 @@ gen_run(struct gen *g)
 			g->seq--;
 			continue;
 		}
+		if (out.len + chunk.len > (size_t)g->ctx.max_output_bytes) {
+			gen_fail(g, "output_limit", "the reply passed this tenant's quota of output "
+			    "bytes per run (max_output_bytes)");
+			goto out;
+		}
 		if (buf_append(&out, chunk.data, chunk.len) != TE_OK) {
 			gen_fail(g, "provider_error", "the reply exceeded the output limit (max_output)");
 			goto out;

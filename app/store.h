@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "quota.h"
 #include "util.h"
 
 struct config;
@@ -29,13 +30,24 @@ TE_MUST_CHECK int store_key_create(struct store *st, const char *tenant_name, co
     char key_id[UUID_LEN + 1]);
 /* The tenant id and key id of an unrevoked key; TE_NOTFOUND for unknown or revoked keys. */
 TE_MUST_CHECK int store_auth(struct store *st, const char *key, char tenant_id[UUID_LEN + 1],
-    char key_id[UUID_LEN + 1]);
+    char key_id[UUID_LEN + 1], struct tenant_limits *lim);
 /* {"items":[{"id","created_at","revoked_at"}...]} oldest first (caller frees);
  * TE_NOTFOUND when no tenant has that name. */
 TE_MUST_CHECK int store_key_list(struct store *st, const char *tenant_name, char **json);
 /* Revoke a key (idempotent: the first revocation's time stays); {"id","revoked_at"}
  * (caller frees). TE_NOTFOUND for an unknown id. */
 TE_MUST_CHECK int store_key_revoke(struct store *st, const char *key_id, char **json);
+/* A tenant's effective quotas; TE_NOTFOUND when no tenant has that name. */
+TE_MUST_CHECK int store_limits_get(struct store *st, const char *tenant_name, struct tenant_limits *out);
+/* Set some of a tenant's own quotas: for each of the four fields (in struct
+ * tenant_limits order) set[i] 0 keeps it, 1 sets val[i], 2 restores the default.
+ * TE_NOTFOUND when no tenant has that name. */
+TE_MUST_CHECK int store_limits_set(struct store *st, const char *tenant_name, const int set[4],
+    const long val[4]);
+/* Write this worker's tenant usage (quota_usage_json) and read the other workers'
+ * sum, in the same form (caller frees). */
+TE_MUST_CHECK int store_tenant_usage_sync(struct store *st, long worker, const char *usage_json,
+    char **others_json);
 
 /* ---- threads (results are JSON documents as API.md shows; caller frees) ---- */
 TE_MUST_CHECK int store_thread_create(struct store *st, const char *tenant, const char *title,
@@ -117,6 +129,7 @@ struct run_ctx {
 	char *params_json;              /* NULL when none */
 	struct chat_msg *history;       /* thread messages before this run, oldest first */
 	size_t nhistory;
+	long max_output_bytes;          /* the tenant's quota on output per run */
 };
 TE_MUST_CHECK int store_run_context(struct store *st, const char *run_id, struct run_ctx *out);
 void store_run_context_free(struct run_ctx *c);

@@ -1,6 +1,7 @@
 /* store_runs.c - runs: create (idempotent, one active per thread), read, cancel,
  * the generator's context, and the fenced terminal write. */
 #include "store_int.h"
+#include "config.h"
 #include "err.h"
 
 #include <stdio.h>
@@ -259,19 +260,23 @@ store_run_context(struct store *st, const char *run_id, struct run_ctx *out)
 	static const char run_sql[] =
 	    "SELECT thread_id, model, request->>'input', (request->'params')::text,"
 	    " (SELECT m.seq FROM messages m WHERE m.run_id = r.id AND m.role = 'user'"
-	    "   ORDER BY m.seq LIMIT 1)"
+	    "   ORDER BY m.seq LIMIT 1),"
+	    " COALESCE((SELECT l.max_output_bytes FROM tenant_limits l"
+	    "   WHERE l.tenant_id = r.tenant_id), $2::bigint)"
 	    " FROM runs r WHERE r.id = $1";
 	static const char hist_sql[] =
 	    "SELECT role, content FROM messages WHERE thread_id = $1 AND seq < $2 ORDER BY seq";
 	PGresult *res = NULL;
-	const char *p[] = { run_id };
+	char dflt[24];
+	const char *p[] = { run_id, dflt };
 	struct pgc *c;
 	int rc, n;
 
 	memset(out, 0, sizeof *out);
+	snprintf(dflt, sizeof dflt, "%d", st->cfg->tenant_max_output_bytes);
 	if ((rc = pgc_acquire(st, &c)) != TE_OK)
 		return rc;
-	if ((rc = st_exec(st, c, run_sql, 1, p, &res, NULL)) != TE_OK)
+	if ((rc = st_exec(st, c, run_sql, 2, p, &res, NULL)) != TE_OK)
 		goto out;
 	if (PQntuples(res) != 1) {
 		rc = TE_NOTFOUND;
@@ -281,6 +286,7 @@ store_run_context(struct store *st, const char *run_id, struct run_ctx *out)
 	snprintf(out->model, sizeof out->model, "%s", PQgetvalue(res, 0, 1));
 	out->input = pg_strdup(res, 0, 2);
 	out->params_json = pg_strdup(res, 0, 3);
+	out->max_output_bytes = atol(PQgetvalue(res, 0, 5));
 	if (!out->input) {
 		rc = TE_INVAL;
 		goto out;

@@ -17,6 +17,7 @@
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "quota.h"
 #include "recovery.h"
 #include "sse.h"
 #include "store.h"
@@ -64,6 +65,7 @@ struct watcher {
 	char run[UUID_LEN + 1];
 	char thread_id[UUID_LEN + 1];
 	char key_id[UUID_LEN + 1];      /* the API key that opened it: revoked, it ends */
+	char tenant[UUID_LEN + 1];      /* holds one of its tenant's stream slots (quota.h) */
 	unsigned auth_gen;              /* revocations looked at (auth_revoked_since) */
 	struct watch w;
 	struct hub_run *hr;             /* the hub's cursor: event number idx */
@@ -556,6 +558,7 @@ w_free(struct watcher *x)
 	http_wire_free(&x->wire);
 	pthread_mutex_destroy(&x->mu);
 	pthread_cond_destroy(&x->cv);
+	quota_stream_leave(l->a->quota, x->tenant);
 	free(x);
 	atomic_fetch_sub(&l->a->ctr.watchers, 1);
 	if (atomic_fetch_sub(&l->streams, 1) == 1) {
@@ -1018,6 +1021,7 @@ watcher_serve(struct req *r, struct hub_run *hr, const char *run_id, const char 
 
 	if (!x) {
 		hub_detach(a->hub, hr);
+		quota_stream_leave(a->quota, r->tenant);
 		atomic_fetch_sub(&a->ctr.watchers, 1);
 		return;
 	}
@@ -1028,6 +1032,7 @@ watcher_serve(struct req *r, struct hub_run *hr, const char *run_id, const char 
 	snprintf(x->run, sizeof x->run, "%s", run_id);
 	snprintf(x->thread_id, sizeof x->thread_id, "%s", thread_id);
 	snprintf(x->key_id, sizeof x->key_id, "%s", r->key_id);
+	snprintf(x->tenant, sizeof x->tenant, "%s", r->tenant);
 	x->auth_gen = r->auth_gen;
 	buf_init(&x->out, OUT_MAX);
 	http_wire_init(&x->wire, r, WIRE_MAX);
@@ -1049,6 +1054,7 @@ watcher_serve(struct req *r, struct hub_run *hr, const char *run_id, const char 
 	http_wire_free(&x->wire);
 	pthread_mutex_destroy(&x->mu);
 	pthread_cond_destroy(&x->cv);
+	quota_stream_leave(a->quota, x->tenant);
 	free(x);
 	atomic_fetch_sub(&a->ctr.watchers, 1);
 }

@@ -12,6 +12,7 @@
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "quota.h"
 #include "recovery.h"
 #include "run.h"
 #include "store.h"
@@ -138,6 +139,19 @@ on_ctl(void *arg, const char *verb, const char *run_id)
 	}
 }
 
+/* Tenant quotas across the cluster: publish this worker's usage, read the others'
+ * (quota.h). On failure the last figures stay. */
+static void
+quota_sync(void)
+{
+	char *mine = quota_usage_json(app.quota), *others = NULL;
+
+	if (mine && store_tenant_usage_sync(app.store, app.worker, mine, &others) == TE_OK)
+		quota_others_set(app.quota, others);
+	free(mine);
+	free(others);
+}
+
 /* The liveness connection: heartbeat, re-lock after PostgreSQL comes back,
  * and exit when this worker has been declared dead. */
 static void *
@@ -172,8 +186,11 @@ heartbeat_thread(void *arg)
 		if (getppid() != master)
 			kill(getpid(), SIGTERM);
 		for (int waited = 0; waited < app.cfg->worker_heartbeat_ms &&
-		    !atomic_load(&stop_heartbeat); waited += 50)
+		    !atomic_load(&stop_heartbeat); waited += 50) {
+			if (waited % QUOTA_SYNC_MS == 0)
+				quota_sync();
 			sleep_ms(50);
+		}
 	}
 	return NULL;
 }
@@ -362,7 +379,8 @@ worker_main(const struct config *cfg, int fd, pid_t master, struct crash_slot *c
 	}
 	if (store_open(&app.store, cfg, "tetherd") != TE_OK ||
 	    runner_new(&app.runner, &app, cfg->max_runs) != TE_OK ||
-	    authcache_new(&app.auth, app.cfg->auth_cache_ms) != TE_OK) {
+	    authcache_new(&app.auth, app.cfg->auth_cache_ms) != TE_OK ||
+	    quota_new(&app.quota) != TE_OK) {
 		tlog(LOG_ERROR, "out of memory at start");
 		return 1;
 	}

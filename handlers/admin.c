@@ -10,8 +10,10 @@
 #include "store.h"
 #include "watcher.h"
 
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void
 h_admin_keys(struct req *r)
@@ -123,4 +125,89 @@ h_admin_recover(struct req *r)
 		    res.probed, res.ndead, res.claimed.n, res.started.n, res.failed.n);
 	buf_free(&b);
 	sweep_result_free(&res);
+}
+
+static void
+limits_answer(struct req *r)
+{
+	struct tenant_limits l;
+	char body[256];
+	int rc = store_limits_get(r->app->store, r->name, &l);
+
+	if (rc == TE_NOTFOUND) {
+		http_error(r, API_NOT_FOUND, "no tenant named %s", r->name);
+		return;
+	}
+	if (rc != TE_OK) {
+		http_error(r, api_err_from_te(rc), "could not read the limits: %s", te_strerror(rc));
+		return;
+	}
+	snprintf(body, sizeof body, "{\"max_active_runs\":%d,\"max_streams\":%d,"
+	    "\"max_output_bytes\":%ld,\"requests_per_s\":%d}", l.max_active_runs, l.max_streams,
+	    l.max_output_bytes, l.requests_per_s);
+	http_json_str(r, 200, body);
+}
+
+void
+h_admin_limits_get(struct req *r)
+{
+	limits_answer(r);
+}
+
+/* The body's fields, in struct tenant_limits order, with their bounds. */
+static const struct {
+	const char *name;
+	long max;
+} limit_fields[4] = {
+	{ "max_active_runs", 1000000 },
+	{ "max_streams", 10000000 },
+	{ "max_output_bytes", 256L << 20 },
+	{ "requests_per_s", 1000000 },
+};
+
+void
+h_admin_limits_put(struct req *r)
+{
+	struct json_object *body = NULL;
+	int set[4] = { 0 }, rc;
+	long val[4] = { 0 };
+
+	if (http_json_body(r, 0, &body) < 0)
+		return;
+	json_object_object_foreach(body, k, v) {
+		int i;
+
+		for (i = 0; i < 4 && strcmp(k, limit_fields[i].name); i++)
+			;
+		if (i == 4) {
+			http_error_field(r, k, "unknown field: the limits are max_active_runs, "
+			    "max_streams, max_output_bytes and requests_per_s");
+			goto out;
+		}
+		if (!v) {
+			set[i] = 2;     /* null: back to the default */
+			continue;
+		}
+		if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0 ||
+		    json_object_get_int64(v) > limit_fields[i].max) {
+			http_error_field(r, k, "%s must be an integer from 0 to %ld, or null for the "
+			    "default", k, limit_fields[i].max);
+			goto out;
+		}
+		set[i] = 1;
+		val[i] = (long)json_object_get_int64(v);
+	}
+	rc = store_limits_set(r->app->store, r->name, set, val);
+	if (rc == TE_NOTFOUND) {
+		http_error(r, API_NOT_FOUND, "no tenant named %s", r->name);
+		goto out;
+	}
+	if (rc != TE_OK) {
+		http_error(r, api_err_from_te(rc), "could not store the limits: %s", te_strerror(rc));
+		goto out;
+	}
+	tlog(LOG_INFO, "limits of tenant %s changed", r->name);
+	limits_answer(r);
+out:
+	json_object_put(body);
 }

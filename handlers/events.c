@@ -63,9 +63,16 @@ events_serve(struct req *r, const char *run_id, struct run_state *given)
 		    "this worker has as many open event streams as it may (max_watchers)");
 		goto out;
 	}
+	if (!quota_stream_enter(a->quota, r->tenant, r->limits.max_streams)) {
+		atomic_fetch_sub(&a->ctr.watchers, 1);
+		http_error_quota(r, "max_streams", 1,
+		    "this tenant has as many open event streams as its quota allows (max_streams)");
+		goto out;
+	}
 	atomic_fetch_add(&a->ctr.watchers_total, 1);
 	if (!bus_connected(a->bus) || hub_attach(a->hub, run_id, &hr) != TE_OK) {
 		atomic_fetch_sub(&a->ctr.watchers, 1);
+		quota_stream_leave(a->quota, r->tenant);
 		http_error_ex(r, API_UNAVAILABLE, NULL, NULL, "Retry-After: 1\r\n",
 		    "NATS is unavailable: cannot read the run's events");
 		goto out;
@@ -73,9 +80,10 @@ events_serve(struct req *r, const char *run_id, struct run_state *given)
 	if (http_sse_start(r) != TE_OK) {
 		hub_detach(a->hub, hr);
 		atomic_fetch_sub(&a->ctr.watchers, 1);
+		quota_stream_leave(a->quota, r->tenant);
 		goto out;
 	}
-	/* From here the engine owns hr and the watcher count. */
+	/* From here the engine owns hr, the watcher count and the tenant's stream slot. */
 	watcher_serve(r, hr, run_id, rs->thread_id, rs->attempt, last_attempt, last_seq);
 out:
 	if (rs == &local)

@@ -4,6 +4,7 @@
 #include "auth.h"
 #include "config.h"
 #include "log.h"
+#include "quota.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +24,8 @@ static const struct route routes[] = {
 	{ R_ADMIN_KEYS, "/v1/admin/tenants/*/keys", P_NAME, M_POST, AUTH_ADMIN, h_admin_keys },
 	{ R_ADMIN_KEYS, "/v1/admin/tenants/*/keys", P_NAME, M_GET, AUTH_ADMIN, h_admin_keys_list },
 	{ R_ADMIN_KEY, "/v1/admin/keys/*", P_ID, M_DELETE, AUTH_ADMIN, h_admin_key_revoke },
+	{ R_ADMIN_LIMITS, "/v1/admin/tenants/*/limits", P_NAME, M_GET, AUTH_ADMIN, h_admin_limits_get },
+	{ R_ADMIN_LIMITS, "/v1/admin/tenants/*/limits", P_NAME, M_PUT, AUTH_ADMIN, h_admin_limits_put },
 	{ R_ADMIN_RECOVER, "/v1/admin/recover", P_NONE, M_POST, AUTH_ADMIN, h_admin_recover },
 	{ R_BENCH_STREAM, "/v1/bench/stream", P_NONE, M_GET, AUTH_KEY, h_bench_stream },
 };
@@ -150,6 +153,12 @@ route_dispatch(struct req *r)
 		return;
 	if (m.route->auth == AUTH_KEY && auth_tenant(r) < 0)
 		return;
+	if (m.route->auth == AUTH_KEY &&
+	    !quota_request(r->app->quota, r->tenant, r->limits.requests_per_s)) {
+		http_error_quota(r, "requests_per_s", 1,
+		    "this tenant is over its quota of requests per second (requests_per_s)");
+		return;
+	}
 	if (m.route->param == P_ID) {
 		if (!uuid_valid(m.param)) {
 			http_error(r, API_INVALID_ID, "the id in the path is not a lower-case UUID");

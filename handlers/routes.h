@@ -21,6 +21,7 @@ enum route_id {
 	R_ADMIN_KEYS,
 	R_ADMIN_RECOVER,
 	R_ADMIN_KEY,
+	R_ADMIN_LIMITS,
 	R_BENCH_STREAM,
 	R__MAX
 };
@@ -66,6 +67,8 @@ void h_run_cancel(struct req *r);
 void h_admin_keys(struct req *r);
 void h_admin_keys_list(struct req *r);
 void h_admin_key_revoke(struct req *r);
+void h_admin_limits_get(struct req *r);
+void h_admin_limits_put(struct req *r);
 void h_admin_recover(struct req *r);
 void h_bench_stream(struct req *r);
 

@@ -221,7 +221,7 @@ h_runs_create(struct req *r)
 	in.worker = a->worker;
 	in.pod = a->pod;
 	in.pid = a->pid;
-	in.tenant_max_active = cfg->tenant_max_active_runs;
+	in.tenant_max_active = r->limits.max_active_runs;
 	rc = store_run_create(a->store, &in, &out);
 	if (rc == TE_NOTFOUND) {
 		http_error(r, API_NOT_FOUND, "no thread %s", r->id);
@@ -276,8 +276,8 @@ h_runs_create(struct req *r)
 		    "the thread already has an active run");
 		break;
 	case RUN_TENANT_LIMIT:
-		http_error_ex(r, API_TOO_MANY_REQUESTS, NULL, NULL, "Retry-After: 1\r\n",
-		    "too many active runs for this tenant");
+		http_error_quota(r, "max_active_runs", 1,
+		    "this tenant has as many active runs as its quota allows (max_active_runs)");
 		break;
 	}
 out:

@@ -625,7 +625,8 @@ def test_tenant_run_limit_is_atomic(c):
                 t.join(60)
             codes = sorted(r.status for r in res)
             assert codes == [202] * 3 + [429] * (n - 3), f"round {rnd}: {codes}"
-            assert all(r.json["error"]["code"] == "too_many_requests" for r in res if r.status == 429)
+            assert all(r.json["error"]["code"] == "quota_exceeded" and r.json["error"]["limit"] == "max_active_runs"
+                       and r.headers.get("retry-after") == "1" for r in res if r.status == 429)
             assert st.psql("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')") == "3"
             for r in res:
                 if r.status == 202:

@@ -188,7 +188,8 @@ def test_tenant_active_runs_limit(c):
     r1 = api.run(api.thread(), "long 1 slow:1x60000")
     r2 = api.run(api.thread(), "long 2 slow:1x60000")
     r = api.post(f"/v1/threads/{api.thread()}/runs", {"input": "third"})
-    assert r.status == 429 and r.json["error"]["code"] == "too_many_requests", r
+    assert r.status == 429 and r.json["error"]["code"] == "quota_exceeded", r
+    assert r.json["error"]["limit"] == "max_active_runs", r
     assert r.headers.get("retry-after") == "1"
     for rid in (r1, r2):
         api.post(f"/v1/runs/{rid}/cancel")

@@ -76,7 +76,10 @@ test_defaults(void)
 	CU_ASSERT_EQUAL(c.threads, 256);
 	CU_ASSERT_EQUAL(c.max_runs, 128);
 	CU_ASSERT_EQUAL(c.max_watchers, 16384);
-	CU_ASSERT_EQUAL(c.tenant_max_active_runs, 1000);
+	CU_ASSERT_EQUAL(c.tenant_max_active_runs, 256);
+	CU_ASSERT_EQUAL(c.tenant_max_streams, 4096);
+	CU_ASSERT_EQUAL(c.tenant_max_output_bytes, 1 << 20);
+	CU_ASSERT_EQUAL(c.tenant_requests_per_s, 1000);
 	CU_ASSERT_EQUAL(c.max_body, 1 << 20);
 	CU_ASSERT_EQUAL(c.max_input, 256 << 10);
 	CU_ASSERT_EQUAL(c.json_depth, 32);

@@ -217,6 +217,7 @@ test_api_errors(void)
 		{ API_PAYLOAD_TOO_LARGE, 413, "payload_too_large" },
 		{ API_UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type" },
 		{ API_TOO_MANY_REQUESTS, 429, "too_many_requests" },
+		{ API_QUOTA_EXCEEDED, 429, "quota_exceeded" },
 		{ API_AT_CAPACITY, 503, "at_capacity" },
 		{ API_UNAVAILABLE, 503, "unavailable" },
 		{ API_PROVIDER_ERROR, 502, "provider_error" },

@@ -35,6 +35,10 @@ static const struct want table[] = {
 	{ "/v1/admin/tenants/acme-1/keys", M_GET, R_ADMIN_KEYS, h_admin_keys_list, P_NAME,
 	  AUTH_ADMIN, "acme-1" },
 	{ "/v1/admin/keys/" ID, M_DELETE, R_ADMIN_KEY, h_admin_key_revoke, P_ID, AUTH_ADMIN, ID },
+	{ "/v1/admin/tenants/acme-1/limits", M_GET, R_ADMIN_LIMITS, h_admin_limits_get, P_NAME,
+	  AUTH_ADMIN, "acme-1" },
+	{ "/v1/admin/tenants/acme-1/limits", M_PUT, R_ADMIN_LIMITS, h_admin_limits_put, P_NAME,
+	  AUTH_ADMIN, "acme-1" },
 	{ "/v1/admin/recover", M_POST, R_ADMIN_RECOVER, h_admin_recover, P_NONE, AUTH_ADMIN, "" },
 };
 
@@ -151,6 +155,7 @@ test_method_not_allowed(void)
 		{ "/v1/runs/" ID "/cancel", M_GET, "POST" },
 		{ "/v1/admin/tenants/acme/keys", M_DELETE, "GET, POST" },
 		{ "/v1/admin/keys/" ID, M_GET, "DELETE" },
+		{ "/v1/admin/tenants/acme/limits", M_POST, "GET, PUT" },
 		{ "/v1/admin/recover", M_GET, "POST" },
 		{ "/healthz", M_POST, "GET" },
 		{ "/readyz", M_OPTIONS, "GET" },
