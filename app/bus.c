@@ -318,6 +318,7 @@ bus_stream_ensure(struct bus *b)
 	sc.Duplicates = (int64_t)b->cfg->dup_window_s * 1000000000LL;
 	sc.Replicas = b->cfg->stream_replicas;
 	sc.MaxMsgsPerSubject = -1;
+	sc.MaxBytes = (int64_t)b->cfg->stream_max_mb << 20;
 	sc.AllowDirect = true;
 	/* The live tail: every stored event is republished, with its sequence and the
 	 * previous one on its subject (tail.h), after the store succeeded. */
@@ -363,6 +364,22 @@ on_ctl(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
 		}
 	}
 	natsMsg_Destroy(m);
+}
+
+int
+bus_run_purge(struct bus *b, const char *run_id)
+{
+	char subject[64];
+	jsOptions o;
+	jsErrCode ec = 0;
+
+	if (!uuid_valid(run_id))
+		return TE_INVAL;
+	snprintf(subject, sizeof subject, SUBJECT_PREFIX "%s", run_id);
+	jsOptions_Init(&o);
+	o.Wait = b->cfg->nats_timeout_ms;
+	o.Stream.Purge.Subject = subject;
+	return js_PurgeStream(b->js, BUS_STREAM, &o, &ec) == NATS_OK ? TE_OK : TE_BUS;
 }
 
 int

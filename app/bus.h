@@ -121,6 +121,9 @@ void bus_live_close(struct bus_live *l);
 TE_MUST_CHECK int bus_sub_next(struct bus_sub *s, int timeout_ms, struct bus_event *ev);
 void bus_sub_close(struct bus_sub *s);
 
+/* Remove a run's events from the stream (its subject; idempotent). */
+TE_MUST_CHECK int bus_run_purge(struct bus *b, const char *run_id);
+
 /* Control messages between workers (core NATS, not stored). */
 TE_MUST_CHECK int bus_ctl_listen(struct bus *b, long worker, bus_ctl_fn fn, void *arg);
 TE_MUST_CHECK int bus_ctl_send(struct bus *b, long worker, const char *verb, const char *run_id);

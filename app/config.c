@@ -89,6 +89,14 @@ static const struct cfg_entry entries[] = {
 	  "JetStream max age of run events (s)"),
 	I(dup_window_s, "TETHER_DUP_WINDOW_S", 1, 86400, 120, "JetStream duplicate window (s)"),
 	I(stream_replicas, "TETHER_STREAM_REPLICAS", 1, 5, 1, "JetStream stream replicas"),
+	I(stream_max_mb, "TETHER_STREAM_MAX_MB", 1, 1048576, 2048,
+	  "JetStream stream size limit (MiB; the oldest events go first; applied when the stream "
+	  "is created)"),
+	I(purge_grace_s, "TETHER_PURGE_GRACE_S", 0, 7 * 86400, 300,
+	  "a finished run's events leave JetStream this long after its end (s; it replays "
+	  "from PostgreSQL)"),
+	B(mock, "TETHER_MOCK", 0, "offer the \"mock\" model (and its crash: directive) even with a "
+	  "provider configured: tests and demos"),
 	I(hub_max_bytes, "TETHER_HUB_MAX_BYTES", 1024, 1 << 30, 16 << 20,
 	  "events of one run a worker keeps in memory for its watchers (bytes); "
 	  "watchers behind that window read JetStream themselves"),

@@ -43,6 +43,9 @@ struct config {
 	int stream_max_age_s;
 	int dup_window_s;
 	int stream_replicas;
+	int stream_max_mb;
+	int purge_grace_s;
+	int mock;
 	int hub_max_bytes;
 	int live_pending_msgs;
 	/* ownership and takeover */

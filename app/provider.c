@@ -10,8 +10,13 @@
 int
 provider_model_check(const struct config *cfg, const char *model, char *err, size_t errlen)
 {
-	if (!strcmp(model, "mock"))
-		return 0;
+	if (!strcmp(model, "mock")) {
+		if (!cfg->provider_url[0] || cfg->mock)
+			return 0;
+		snprintf(err, errlen, "model \"mock\" is not available here: a provider is "
+		    "configured (TETHER_MOCK=1 offers it for tests and demos)");
+		return -1;
+	}
 	if (!cfg->provider_url[0]) {
 		snprintf(err, errlen, "model \"%s\" is not available: no provider is configured "
 		    "(TETHER_PROVIDER_URL); use \"mock\"", model);

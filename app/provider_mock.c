@@ -4,6 +4,7 @@
  * big:<N> sends an N-byte chunk of control bytes first; crash:<K> aborts the
  * process at chunk K (a poison run, for the max_attempts policy). */
 #include "provider.h"
+#include "config.h"
 #include "err.h"
 #include "util.h"
 
@@ -143,6 +144,8 @@ mock_start(const struct provider_req *req, struct provider_call **out, char *err
 	c->base.ops = &provider_mock_ops;
 	c->req = req;
 	mock_parse(req->nmsgs ? req->msgs[req->nmsgs - 1].content : "", &c->spec);
+	if (!req->cfg || !req->cfg->mock)
+		c->spec.crash_at = 0;   /* crash:<K> only where TETHER_MOCK=1 (API.md) */
 	c->start_wall_ms = wall_ms();
 	c->start_mono_ms = now_ms();
 	pthread_mutex_init(&c->mu, NULL);

@@ -140,6 +140,13 @@ TE_MUST_CHECK int store_run_finish(struct store *st, const char *run_id, int att
     const char *status, const char *output, size_t output_len, const char *error_json,
     const char *usage_json);
 
+/* Claim up to max finished runs whose end is older than grace_s and whose events
+ * are still in JetStream (marking them purged): *ids (caller frees) holds n UUIDs. */
+TE_MUST_CHECK int store_runs_purge_claim(struct store *st, int grace_s, int max,
+    char (**ids)[UUID_LEN + 1], size_t *n);
+/* The purge of a claimed run failed: leave it for a later pass. */
+TE_MUST_CHECK int store_run_purge_undo(struct store *st, const char *run_id);
+
 /* Hand a running run back, fenced (this owner, this attempt): the owner becomes
  * NULL and the sweep's orphan claim resumes it elsewhere. For a claimed run whose
  * generator could not start. TE_FENCED when the run is not ours any more. */

@@ -422,3 +422,51 @@ store_run_charge_crash(struct store *st, const char *run_id, int attempt, int ma
 	PQclear(res);
 	return rc;
 }
+
+int
+store_runs_purge_claim(struct store *st, int grace_s, int max, char (**ids)[UUID_LEN + 1],
+    size_t *n)
+{
+	static const char sql[] =
+	    "UPDATE runs SET purged_at = clock_timestamp() WHERE id IN ("
+	    " SELECT id FROM runs WHERE purged_at IS NULL"
+	    "  AND status IN ('completed', 'failed', 'cancelled')"
+	    "  AND finished_at < clock_timestamp() - make_interval(secs => $1::integer)"
+	    "  ORDER BY finished_at LIMIT $2::integer FOR UPDATE SKIP LOCKED)"
+	    " RETURNING id";
+	char g[24], m[24];
+	const char *p[] = { g, m };
+	char (*v)[UUID_LEN + 1] = NULL;
+	PGresult *res;
+	int rc, rows;
+
+	snprintf(g, sizeof g, "%d", grace_s);
+	snprintf(m, sizeof m, "%d", max);
+	if ((rc = st_query(st, sql, 2, p, &res)) != TE_OK)
+		return rc;
+	rows = PQntuples(res);
+	if (rows > 0 && !(v = calloc((size_t)rows, sizeof *v))) {
+		PQclear(res);
+		return TE_NOMEM;
+	}
+	for (int i = 0; i < rows; i++)
+		snprintf(v[i], sizeof v[i], "%s", PQgetvalue(res, i, 0));
+	PQclear(res);
+	*ids = v;
+	*n = (size_t)rows;
+	return TE_OK;
+}
+
+int
+store_run_purge_undo(struct store *st, const char *run_id)
+{
+	static const char sql[] = "UPDATE runs SET purged_at = NULL WHERE id = $1";
+	const char *p[] = { run_id };
+	PGresult *res;
+	int rc;
+
+	if ((rc = st_query(st, sql, 1, p, &res)) != TE_OK)
+		return rc;
+	PQclear(res);
+	return TE_OK;
+}

@@ -152,6 +152,30 @@ quota_sync(void)
 	free(others);
 }
 
+/* Finished runs' events leave JetStream after TETHER_PURGE_GRACE_S (they replay
+ * from PostgreSQL). Every worker takes a share (SKIP LOCKED); a purge that fails
+ * is handed back for a later pass. */
+static void
+purge_finished(void)
+{
+	char (*ids)[UUID_LEN + 1] = NULL;
+	size_t n = 0;
+
+	if (!bus_connected(app.bus) ||
+	    store_runs_purge_claim(app.store, app.cfg->purge_grace_s, 64, &ids, &n) != TE_OK)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (bus_run_purge(app.bus, ids[i]) == TE_OK)
+			continue;
+		tlog_run(LOG_WARN, ids[i], 0, "could not purge the finished run's events from "
+		    "JetStream; a later pass retries");
+		if (store_run_purge_undo(app.store, ids[i]) != TE_OK)
+			tlog_run(LOG_WARN, ids[i], 0, "could not mark the run for a later purge; its "
+			    "events leave with the stream's max age or size");
+	}
+	free(ids);
+}
+
 /* The liveness connection: heartbeat, re-lock after PostgreSQL comes back,
  * and exit when this worker has been declared dead. */
 static void *
@@ -189,6 +213,8 @@ heartbeat_thread(void *arg)
 		    !atomic_load(&stop_heartbeat); waited += 50) {
 			if (waited % QUOTA_SYNC_MS == 0)
 				quota_sync();
+			if (waited % 1000 == 0)
+				purge_finished();
 			sleep_ms(50);
 		}
 	}

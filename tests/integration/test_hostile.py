@@ -314,7 +314,8 @@ def test_slow_reader_holds_up_no_other_watcher(c):
     median spread between them stays far below the old 5 s send timeout, and the
     stalled stream is closed once its unsent bytes pass the bound (it does not
     grow), ending without `done`."""
-    st = Stack("hostile-slowreader", pods=1, workers=1)
+    # 100 000 chunks are about 2.5 MB of output: past the default quota (1 MiB).
+    st = Stack("hostile-slowreader", pods=1, workers=1, env={"TETHER_TENANT_MAX_OUTPUT_BYTES": str(8 << 20)})
     st.up()
     try:
         cl = Client(st.env["TETHER_URL"], st.new_key("slowreader"))

@@ -15,6 +15,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from natsjs import Nats, run_messages  # noqa: E402
 from tether import (ROOT, Client, Watcher, run_tests, stack_ctx, stack_teardown,  # noqa: E402
                     wait_until)
 
@@ -24,6 +25,7 @@ PODS = ("pod-1", "pod-2")
 # in turn (idle threads queue on accept() in FIFO order), so a short sequence of
 # requests to one pod reaches both of its workers.
 THREADS = 4
+STREAM_MAX_MB = 64
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -32,7 +34,8 @@ def setup():
     # A long key cache: what refuses a revoked key in time is the broadcast, not
     # the cache's expiry.
     return stack_ctx("test-tenancy", "tenancy-a", env={
-        "TETHER_HEARTBEAT_S": "1", "TETHER_THREADS": str(THREADS), "TETHER_AUTH_CACHE_MS": "30000"})
+        "TETHER_HEARTBEAT_S": "1", "TETHER_THREADS": str(THREADS), "TETHER_AUTH_CACHE_MS": "30000",
+        "TETHER_PURGE_GRACE_S": "2", "TETHER_STREAM_MAX_MB": str(STREAM_MAX_MB)})
 
 
 teardown = stack_teardown
@@ -517,11 +520,53 @@ def test_flood_by_one_tenant_leaves_another_unslowed(c):
     assert p50(busy) <= 2 * p50(idle), (idle, busy)
 
 
+# ---------------------------------------------------------------- the store bounded
+
+def test_stream_has_a_size_limit(c):
+    nc = Nats(c.stack.env["NATS_URL"])
+    try:
+        info = nc.request("$JS.API.STREAM.INFO.TETHER_EVENTS", {})
+    finally:
+        nc.close()
+    assert "error" not in info, info
+    assert info["config"]["max_bytes"] == STREAM_MAX_MB << 20, info["config"]
+    assert info["config"]["discard"] == "old", info["config"]
+
+
+def test_finished_run_purged_from_the_stream_after_grace(c):
+    key, _ = new_key(c, "purge")
+    api = Client(c.stack.url, key)
+    rid = api.run(api.thread(), "purged later slow:5x10")
+    live = TimedWatcher(api, f"/v1/runs/{rid}/events")
+    live.start()
+    live.wait(30)
+    assert live.final_status() == "completed", live.kinds()
+    ended = time.monotonic()
+    assert len(run_messages(c.stack.env["NATS_URL"], rid)) == 7  # start, 5 deltas, done
+    # Gone from JetStream once the grace (2 s here) has passed, and marked so.
+    wait_until(lambda: run_messages(c.stack.env["NATS_URL"], rid) == [], 15, "the run's subject purged")
+    assert time.monotonic() - ended >= 2 - 0.1, "purged before the grace"
+    assert c.stack.psql(f"SELECT purged_at IS NOT NULL FROM runs WHERE id = '{rid}'") == "t"
+    # The run replays from PostgreSQL: the same text, one done.
+    w = TimedWatcher(api, f"/v1/runs/{rid}/events")
+    w.start()
+    w.wait(30)
+    assert w.final_status() == "completed" and w.kinds().count("done") == 1, w.kinds()
+    assert w.all_text() == live.all_text() == api.run_state(rid)["output"], (w.all_text(), live.all_text())
+    # A run still going is not touched.
+    rid2 = api.run(api.thread(), "still going slow:40x100")
+    wait_until(lambda: len(run_messages(c.stack.env["NATS_URL"], rid2)) >= 3, 10, "events of the live run")
+    n = len(run_messages(c.stack.env["NATS_URL"], rid2))
+    wait_until(lambda: len(run_messages(c.stack.env["NATS_URL"], rid2)) > n + 10, 10, "more events")
+    assert api.post(f"/v1/runs/{rid2}/cancel").status == 200
+
+
 ORDER = ["test_key_ids_list_and_revoke_contract", "test_tetherctl_key_list_and_revoke",
          "test_revoke_refused_on_every_worker_within_1s", "test_revoke_ends_open_streams_within_1s",
          "test_limits_route_contract", "test_output_bytes_quota_fails_the_run",
          "test_streams_quota_across_the_cluster", "test_requests_per_s_quota_across_the_cluster",
-         "test_flood_by_one_tenant_leaves_another_unslowed"]
+         "test_flood_by_one_tenant_leaves_another_unslowed", "test_stream_has_a_size_limit",
+         "test_finished_run_purged_from_the_stream_after_grace"]
 
 if __name__ == "__main__":
     run_tests(globals(), setup, teardown)

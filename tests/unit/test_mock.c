@@ -142,6 +142,7 @@ call_start(struct call *k, const char *input, int history)
 
 	memset(k, 0, sizeof *k);
 	config_defaults(&k->cfg);
+	k->cfg.mock = 1;                /* as scripts/stack runs it: crash: works */
 	k->req.cfg = &k->cfg;
 	k->req.run_id = "0b6f1c2e-9d8a-4c3b-8e7f-123456789abc";
 	k->req.attempt = 1;
@@ -370,6 +371,12 @@ test_provider_other_models(void)
 	CU_ASSERT_EQUAL(provider_model_check(&cfg, "mock", err, sizeof err), 0);
 	CU_ASSERT_EQUAL(provider_model_check(&cfg, "gpt-x", err, sizeof err), -1);
 	CU_ASSERT_STRING_EQUAL(provider_default_model(&cfg), "mock");
+	/* With a provider, "mock" only where TETHER_MOCK=1 (API.md). */
+	snprintf(cfg.provider_url, sizeof cfg.provider_url, "http://127.0.0.1:1/v1");
+	CU_ASSERT_EQUAL(provider_model_check(&cfg, "mock", err, sizeof err), -1);
+	CU_ASSERT(strstr(err, "TETHER_MOCK=1") != NULL);
+	cfg.mock = 1;
+	CU_ASSERT_EQUAL(provider_model_check(&cfg, "mock", err, sizeof err), 0);
 	provider_free(NULL);
 	provider_cancel(NULL);
 }
@@ -535,6 +542,30 @@ test_provider_crash(void)
 	CU_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
 }
 
+/* Without TETHER_MOCK=1, crash:<K> is an ordinary word: the run completes. */
+static void
+test_crash_needs_mock_setting(void)
+{
+	struct call k;
+	struct buf b;
+	char err[256];
+	int eof = 0, n = 0;
+
+	call_start(&k, "crash:1 slow:3x0", 0);
+	provider_free(k.c);
+	k.cfg.mock = 0;
+	CU_ASSERT_EQUAL_FATAL(provider_start(&k.req, &k.c, err, sizeof err), TE_OK);
+	buf_init(&b, 4096);
+	while (!eof && n < 10) {
+		CU_ASSERT_EQUAL_FATAL(provider_next(k.c, &b, &eof, err, sizeof err), TE_OK);
+		n++;
+	}
+	CU_ASSERT(eof);
+	CU_ASSERT(strstr(b.data, "chunk-3 ") != NULL);
+	buf_free(&b);
+	provider_free(k.c);
+}
+
 static const struct unit_case cases[] = {
 	{ "parse defaults", test_parse_defaults },
 	{ "parse slow", test_parse_slow },
@@ -551,6 +582,7 @@ static const struct unit_case cases[] = {
 	{ "parse big and crash", test_parse_big_crash },
 	{ "provider big", test_provider_big },
 	{ "provider crash", test_provider_crash },
+	{ "crash needs TETHER_MOCK", test_crash_needs_mock_setting },
 };
 
 UNIT_MAIN("mock", cases)

@@ -430,6 +430,9 @@ test_model_check(void)
 	CU_ASSERT_EQUAL(provider_model_check(&cfg, "fast", err, sizeof err), 0);
 	CU_ASSERT_EQUAL(provider_model_check(&cfg, "local", err, sizeof err), 0);
 	CU_ASSERT_EQUAL(provider_model_check(&cfg, "llama3", err, sizeof err), 0);
+	/* With a provider, mock only where TETHER_MOCK=1 (API.md). */
+	CU_ASSERT_EQUAL(provider_model_check(&cfg, "mock", err, sizeof err), -1);
+	cfg.mock = 1;
 	CU_ASSERT_EQUAL(provider_model_check(&cfg, "mock", err, sizeof err), 0);
 	CU_ASSERT_EQUAL(provider_model_check(&cfg, "gpt-4o-mini", err, sizeof err), -1);
 	CU_ASSERT(strstr(err, "not configured") != NULL);
