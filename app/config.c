@@ -10,6 +10,10 @@
 #include <strings.h>
 #include <unistd.h>
 
+/* The admin token: at least this long, and not docker/tether.env.example's value. */
+#define ADMIN_TOKEN_MIN 32
+#define ADMIN_TOKEN_EXAMPLE "change-me-admin"
+
 enum cfg_type { CFG_INT, CFG_STR, CFG_BOOL, CFG_LEVEL };
 
 struct cfg_entry {
@@ -260,6 +264,14 @@ config_check(struct config *cfg, char *err, size_t errlen)
 	if (cfg->max_input > cfg->max_body) {
 		snprintf(err, errlen, "max_input (%d) must not exceed max_body (%d)", cfg->max_input,
 		    cfg->max_body);
+		return -1;
+	}
+	if (cfg->admin_token[0] && (strlen(cfg->admin_token) < ADMIN_TOKEN_MIN ||
+	    !strcmp(cfg->admin_token, ADMIN_TOKEN_EXAMPLE))) {
+		snprintf(err, errlen, "admin_token: %s; make one with `openssl rand -hex 24` (or "
+		    "leave it empty: admin routes off)",
+		    strlen(cfg->admin_token) < ADMIN_TOKEN_MIN ? "shorter than 32 characters"
+		    : "still the example's value (docker/tether.env.example)");
 		return -1;
 	}
 	if (cfg->pod[0] == '\0' && gethostname(cfg->pod, sizeof cfg->pod - 1) < 0)

@@ -480,6 +480,11 @@ class Topology:
     def __init__(self, c):
         self.c = c
         self.cfg = c.config()["services"]
+        # tetherd refuses the example's admin token (too short, and the example's):
+        # these processes get a real one, the same everywhere it is read.
+        for svc in self.cfg.values():
+            if "TETHER_ADMIN_TOKEN" in (svc.get("environment") or {}):
+                svc["environment"]["TETHER_ADMIN_TOKEN"] = "adm_" + "5e" * 20
         self.bin = os.path.join(c.rootfs(), "usr/bin")
         self.dir = c.tmp
         self.logs = os.path.join(self.dir, "logs")

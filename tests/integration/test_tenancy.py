@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from natsjs import Nats, run_messages  # noqa: E402
@@ -561,12 +562,100 @@ def test_finished_run_purged_from_the_stream_after_grace(c):
     assert api.post(f"/v1/runs/{rid2}/cancel").status == 200
 
 
+# ---------------------------------------------------------------- nothing internal open
+
+# One namespace per checkout (as tests/integration/test_faults.py does).
+NS = "tether-tn-%05d" % (zlib.crc32(os.path.abspath(__file__).encode()) % 100000)
+
+
+def sh(cmd):
+    return subprocess.run(cmd, shell=True, text=True, capture_output=True)
+
+
+def test_metrics_only_for_internal_addresses(c):
+    """The stack's own nginx config, run by a second nginx inside a network namespace
+    on 192.0.2.1 (TEST-NET-1, not internal); a client at 192.0.2.2 calls it."""
+    sh(f"ip netns pids {NS} | xargs -r kill -9")
+    sh(f"ip netns del {NS}")
+    for cmd in (f"ip netns add {NS}", f"ip netns exec {NS} ip link set lo up",
+                f"ip netns exec {NS} ip addr add 192.0.2.1/32 dev lo",
+                f"ip netns exec {NS} ip addr add 192.0.2.2/32 dev lo"):
+        p = sh(cmd)
+        assert p.returncode == 0, (cmd, p.stderr)
+    conf_dir = os.path.join(c.stack.dir, "nginx")
+    with open(os.path.join(conf_dir, "nginx.conf")) as f:
+        conf = f.read()
+    port = c.stack.url.rsplit(":", 1)[1]
+    conf = conf.replace(f"listen 127.0.0.1:{port};", f"listen 192.0.2.1:{port};")
+    conf = re.sub(r"pid [^;]+;", f"pid {conf_dir}/tn-nginx.pid;", conf)
+    conf = re.sub(r"access_log [^;]+;", "access_log off;", conf)
+    assert f"listen 192.0.2.1:{port};" in conf
+    with open(os.path.join(conf_dir, "tn-nginx.conf"), "w") as f:
+        f.write(conf)
+    p = sh(f"ip netns exec {NS} nginx -c {conf_dir}/tn-nginx.conf -p {conf_dir}")
+    assert p.returncode == 0, p.stderr
+    try:
+        base = f"http://192.0.2.1:{port}"
+
+        def curl(path):
+            return sh(f"ip netns exec {NS} curl -s -m 5 --interface 192.0.2.2 -o /dev/stderr "
+                      f"-w '%{{http_code}}' '{base}{path}'")
+        wait_until(lambda: curl("/healthz").stdout == "200", 10, "the namespace's nginx")
+        p = curl("/metrics")
+        assert p.stdout == "403", (p.stdout, p.stderr)
+        body = json.loads(p.stderr)
+        assert body["error"]["code"] == "unauthorized" and "internal" in body["error"]["message"], body
+    finally:
+        sh(f"ip netns exec {NS} nginx -c {conf_dir}/tn-nginx.conf -p {conf_dir} -s stop")
+        sh(f"ip netns pids {NS} | xargs -r kill -9")
+        sh(f"ip netns del {NS}")
+    # From loopback it answers.
+    r = Client(c.stack.url).get("/pod/pod-1/metrics")
+    assert r.status == 200 and "tether_runs_active" in r.body.decode(), r
+
+
+def test_metrics_cached_briefly(c):
+    key, _ = new_key(c, "metrics-cache")
+    api = Client(c.stack.url, key)
+
+    def completed(body):
+        m = re.search(r'^tether_runs\{status="completed"\} (\d+)$', body, re.M)
+        return int(m.group(1))
+
+    # A run finished after a scrape shows up within the cache's second (plus one
+    # statement): never later, whichever worker of the pod answers.
+    before = completed(Client(c.stack.url).get("/pod/pod-1/metrics").body.decode())
+    rid = api.run(api.thread(), "counted slow:1x0")
+    api.wait_terminal(rid)
+    t0 = time.monotonic()
+    seen = wait_until(lambda: (lambda n: n if n > before else None)(
+        completed(Client(c.stack.url).get("/pod/pod-1/metrics").body.decode())), 5, "the run counted")
+    assert seen >= before + 1
+    assert time.monotonic() - t0 <= 2.5, "the cache kept the figures longer than its second"
+
+
+def test_admin_token_refused_at_start(c):
+    tetherd = os.path.join(BIN, "tetherd")
+    for token, why in (("short-token", "shorter than 32 characters"),
+                       ("change-me-admin", "shorter than 32 characters")):
+        p = subprocess.run([tetherd], env=dict(os.environ, TETHER_ADMIN_TOKEN=token,
+                                               TETHER_LISTEN="127.0.0.1:1"),
+                           text=True, capture_output=True, timeout=30)
+        assert p.returncode != 0, p
+        assert why in p.stderr and token not in p.stderr, p.stderr
+    with open(os.path.join(ROOT, "docker/tether.env.example")) as f:
+        example = re.search(r"^TETHER_ADMIN_TOKEN=(.*)$", f.read(), re.M).group(1)
+    assert example == "change-me-admin", example  # app/config.c ADMIN_TOKEN_EXAMPLE
+
+
 ORDER = ["test_key_ids_list_and_revoke_contract", "test_tetherctl_key_list_and_revoke",
          "test_revoke_refused_on_every_worker_within_1s", "test_revoke_ends_open_streams_within_1s",
          "test_limits_route_contract", "test_output_bytes_quota_fails_the_run",
          "test_streams_quota_across_the_cluster", "test_requests_per_s_quota_across_the_cluster",
          "test_flood_by_one_tenant_leaves_another_unslowed", "test_stream_has_a_size_limit",
-         "test_finished_run_purged_from_the_stream_after_grace"]
+         "test_finished_run_purged_from_the_stream_after_grace",
+         "test_metrics_only_for_internal_addresses", "test_metrics_cached_briefly",
+         "test_admin_token_refused_at_start"]
 
 if __name__ == "__main__":
     run_tests(globals(), setup, teardown)

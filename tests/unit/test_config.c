@@ -220,7 +220,7 @@ test_flags(void)
 	/* --name value, --name=value, dashes or underscores; flags beat the environment. */
 	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--workers", "3", "--max-body=4m",
 	    "--max_input", "1k", "--db-pool=7", "--log_level=debug", "--bench-routes", "yes",
-	    "--admin-token=s3cret", "--pod", "pod-9", NULL), 0);
+	    "--admin-token=0123456789abcdef0123456789abcdef", "--pod", "pod-9", NULL), 0);
 	CU_ASSERT_STRING_EQUAL(err, "");
 	CU_ASSERT_EQUAL(c.workers, 3);
 	CU_ASSERT_EQUAL(c.max_body, 4 * 1024 * 1024);
@@ -228,7 +228,7 @@ test_flags(void)
 	CU_ASSERT_EQUAL(c.db_pool, 7);
 	CU_ASSERT_EQUAL(c.log_level, LOG_DEBUG);
 	CU_ASSERT_EQUAL(c.bench_routes, 1);
-	CU_ASSERT_STRING_EQUAL(c.admin_token, "s3cret");
+	CU_ASSERT_STRING_EQUAL(c.admin_token, "0123456789abcdef0123456789abcdef");
 	CU_ASSERT_STRING_EQUAL(c.pod, "pod-9");
 	/* A value may hold '=' and an empty string value is allowed. */
 	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--database-url=postgresql://h/db?a=b",
@@ -380,6 +380,13 @@ test_cross_checks(void)
 	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--max-body=2048", "--max-input=2049", NULL), -1);
 	CU_ASSERT_STRING_EQUAL(err, "max_input (2049) must not exceed max_body (2048)");
 	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--max-body=2048", "--max-input=2048", NULL), 0);
+	/* The admin token: 32 characters at least, never the example file's. */
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--admin-token=0123456789abcdef0123456789abcde",
+	    NULL), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "shorter than 32 characters"));
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--admin-token=change-me-admin", NULL), -1);
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--admin-token=" "0123456789abcdef0123456789abcdef", NULL), 0);
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--admin-token=", NULL), 0);
 	/* The default max_input (256 KiB) against a small body limit, set by env. */
 	setenv("TETHER_MAX_BODY", "128k", 1);
 	CU_ASSERT_EQUAL(load(&c, err, sizeof err, NULL), -1);
