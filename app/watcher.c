@@ -441,13 +441,7 @@ stream_loop(struct watcher *x)
 			} else if (!x->dead && !x->w.done && x->delivered == seen) {
 				struct timespec ts;
 
-				clock_gettime(CLOCK_REALTIME, &ts);
-				ts.tv_sec += wait / 1000;
-				ts.tv_nsec += (wait % 1000) * 1000000;
-				if (ts.tv_nsec >= 1000000000) {
-					ts.tv_sec++;
-					ts.tv_nsec -= 1000000000;
-				}
+				deadline_ts(&ts, wait);
 				pthread_cond_timedwait(&x->cv, &x->mu, &ts);
 			}
 			dead = x->dead;
@@ -903,7 +897,7 @@ wloop_open(struct wloop **out, struct app *a)
 		return TE_IO;
 	}
 	pthread_mutex_init(&l->mu, NULL);
-	pthread_cond_init(&l->cv, NULL);
+	cond_init_monotonic(&l->cv);
 	uv_async_init(&l->loop, &l->wake, on_wake);
 	l->wake.data = l;
 	if (pthread_create(&l->th, NULL, loop_main, l) != 0) {
@@ -932,8 +926,7 @@ wloop_close(struct wloop *l)
 	uv_async_send(&l->wake);
 	/* Streams end within END_DRAIN_MS; a loop that does not stop in time is left
 	 * to the process exit (nothing is freed under it). */
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += CLOSE_WAIT_MS / 1000;
+	deadline_ts(&ts, CLOSE_WAIT_MS);
 	pthread_mutex_lock(&l->mu);
 	while (!l->done && pthread_cond_timedwait(&l->cv, &l->mu, &ts) == 0)
 		;
@@ -995,7 +988,7 @@ watcher_serve(struct req *r, struct hub_run *hr, const char *run_id, const char 
 	buf_init(&x->out, OUT_MAX);
 	http_wire_init(&x->wire, r, WIRE_MAX);
 	pthread_mutex_init(&x->mu, NULL);
-	pthread_cond_init(&x->cv, NULL);
+	cond_init_monotonic(&x->cv);
 	watch_init(&x->w, attempt, last_attempt, last_seq);
 	if (stream_loop(x))
 		return;         /* the loop has it now */
