@@ -498,10 +498,9 @@ wire_record(struct sse_wire *w, int type, const void *data, size_t n)
 int
 http_wire_put(struct sse_wire *w, const char *data, size_t len, int bounded)
 {
-	size_t records = (len + FCGI_MAX_CONTENT - 1) / FCGI_MAX_CONTENT;
 	int rc = TE_OK;
 
-	if (bounded && http_wire_pending(w) + len + records * FCGI_HEADER_LEN > w->cap)
+	if (bounded && http_wire_pending(w) > w->cap)
 		return TE_TOOLARGE;
 	if (w->off > 0 && w->off == w->b.len) {
 		buf_reset(&w->b);

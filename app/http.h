@@ -102,8 +102,8 @@ struct sse_wire {
 void http_wire_init(struct sse_wire *w, struct req *r, size_t cap);
 void http_wire_free(struct sse_wire *w);
 size_t http_wire_pending(const struct sse_wire *w);
-/* Frame len bytes of SSE text. bounded: TE_TOOLARGE (nothing queued) when the
- * unsent bytes would pass cap: the client is not reading. */
+/* Frame len bytes of SSE text. bounded: TE_TOOLARGE (nothing queued) when more
+ * than cap bytes are unsent already: the client is not reading. */
 int http_wire_put(struct sse_wire *w, const char *data, size_t len, int bounded);
 /* Queue the end of the request (an empty STDOUT record, then END_REQUEST with
  * status 0), for a stream that left libfcgi (app/watcher.c). */

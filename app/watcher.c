@@ -36,9 +36,11 @@
 #define DRAIN_RECHECK_MS 50
 #define MAX_BATCH 256
 #define OUT_MAX (64 << 20)
-/* A subscribed stream's unsent bytes: past this its client is not reading, and the
- * stream is closed (the client resumes with Last-Event-ID) rather than grow. */
-#define WIRE_MAX (256 << 10)
+/* A subscribed stream's unsent bytes: past this its client is not reading (or
+ * reads far slower than the run writes), and the stream is closed (the client
+ * resumes with Last-Event-ID) rather than grow. One event more always fits, so a
+ * reading client is never cut by one large event (deltas go up to max_payload). */
+#define WIRE_MAX (1 << 20)
 #define SEND_TIMEOUT_MS 5000
 #define END_DRAIN_MS 1000
 /* libfcgi select()s the descriptors it accepts and closes: a stream that moves to
