@@ -35,7 +35,8 @@ struct aisdk {
 void aisdk_init(struct aisdk *s, const char *run_id, int last_attempt);
 /* Append the frames for one tether event (event "start", "reset", "delta", "done"
  * with its JSON data). TE_INVAL for data that is not what tether writes;
- * TE_TOOLARGE when out is full. */
+ * TE_TOOLARGE when out is full. Other events (no mapping yet: tool_call) write
+ * nothing and return TE_OK. */
 TE_MUST_CHECK int aisdk_event(struct aisdk *s, struct buf *out, int attempt, int64_t seq,
     const char *event, const char *data, size_t len);
 
