@@ -115,13 +115,13 @@ class Chat extends AbstractChat {
 const userMessage = (text) => ({ id: `u-${Date.now()}`, role: 'user', parts: [{ type: 'text', text }] });
 const textOf = (parts) => parts.filter((p) => p.type === 'text').map((p) => p.text).join('');
 
-// The README's onData snippet, run as written: it declares onData and visibleParts
-// and reads `chat`.
+// The README's snippet, run as written: it declares onData, visibleParts and
+// onFinish, and reads `chat`.
 function readmeSnippet() {
   const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
   const m = readme.match(/<!-- aisdk-reset-snippet -->\s*```js\n([\s\S]*?)```/);
   assert.ok(m, 'README.md has no aisdk-reset-snippet block');
-  return new Function(`let chat;\n${m[1]}\nreturn { onData, visibleParts, bind(c) { chat = c; } };`)();
+  return new Function(`let chat;\n${m[1]}\nreturn { onData, onFinish, visibleParts, bind(c) { chat = c; } };`)();
 }
 
 // The mock model's reply: chunk i is "t<stamp> chunk-<i> ".
@@ -287,7 +287,9 @@ test('owner_pod_killed_reset_with_readme_onData_text_exactly_once', { timeout: T
     transport: transport(survivor),
     messages: [userMessage(input)],
     onData: (part) => { resets.push(part); snippet.onData(part); },
+    onFinish: (e) => { finishes.push(e); snippet.onFinish(e); },
   });
+  const finishes = [];
   snippet.bind(chat);
   const done = chat.resumeStream();
   await until(() => textOf(chat.lastMessage.parts).includes('chunk-3 '), 20000, 'attempt 1 to stream');
@@ -303,6 +305,7 @@ test('owner_pod_killed_reset_with_readme_onData_text_exactly_once', { timeout: T
   assert.equal(chat.error, undefined);
   const message = chat.lastMessage;
   assert.equal(message.id, id);
+  assert.equal(finishes.length, 1, 'the stream that went on was resumed');
   assert.deepEqual(resets, [{ type: 'data-tether-reset', data: { attempt: 2, reason: 'owner_lost', abandoned: `${id}:1` }, transient: true }]);
   assert.ok(!message.parts.some((p) => p.type.startsWith('data-')), 'the transient reset part was stored');
   // With the README's snippet: the reply, exactly once.
@@ -318,6 +321,49 @@ test('owner_pod_killed_reset_with_readme_onData_text_exactly_once', { timeout: T
   assert.ok(mockText(stamp1, 30).startsWith(texts[0]) && texts[0].includes('chunk-3 '), texts[0]);
   assert.equal(texts[1], run.output);
   assert.equal(textOf(message.parts), texts[0] + run.output);
+  await stack('start', owner);
+});
+
+// The usual case: the reply streams from the pod that generates it (run creation
+// streams from the worker that created the run), and that pod dies. The SDK ends
+// the broken stream like a finished one; the README's onFinish sees the text part
+// left streaming and resumes (from a survivor, the reply replayed from its start).
+// Whether the replay carries the first attempt and a reset depends on when it
+// attaches; with the README's snippet the text is the reply exactly once either way.
+test('owner_pod_killed_under_the_post_stream_onFinish_resumes_text_exactly_once', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const thread = await newThread();
+  const snippet = readmeSnippet();
+  const finishes = [];
+  const chat = new Chat({
+    id: thread,
+    transport: transport(),
+    onData: snippet.onData,
+    onFinish: (e) => { finishes.push({ ...e, message: structuredClone(e.message) }); snippet.onFinish(e); },
+  });
+  snippet.bind(chat);
+  const sent = chat.sendMessage({ text: 'reconnect slow:30x100' });
+  await until(() => chat.lastMessage?.role === 'assistant' && textOf(chat.lastMessage.parts).includes('chunk-3 '), 20000, 'attempt 1 to stream');
+  const id = chat.lastMessage.id;
+  const owner = (await runState(id)).owner.pod;
+  assert.equal(await stack('kill-owner', id), owner);
+  await within(sent, 30000, 'the broken stream to end');
+  const run = await finished(id);
+  assert.equal(run.status, 'completed');
+  assert.equal(run.attempt, 2, 'one takeover');
+  await until(() => finishes.length === 2 && chat.status === 'ready', 60000, 'the resumed stream to end');
+  // How the SDK ended the broken stream: as if complete, the text part streaming.
+  const [cut, resumed] = finishes;
+  assert.deepEqual([cut.isAbort, cut.isDisconnect, cut.isError], [false, false, false]);
+  assert.deepEqual(cut.message.parts.filter((p) => p.type === 'text').map((p) => p.state), ['streaming']);
+  assert.deepEqual([resumed.isAbort, resumed.isDisconnect, resumed.isError], [false, false, false]);
+  assert.equal(chat.error, undefined);
+  assert.deepEqual(chat.messages.map((m) => m.role), ['user', 'assistant'], 'the reply is not one message');
+  const message = chat.lastMessage;
+  assert.equal(message.id, id);
+  assert.ok(message.parts.filter((p) => p.type === 'text').every((p) => p.state === 'done'));
+  assert.equal(textOf(snippet.visibleParts(message)), run.output);
+  assert.equal(run.output, mockText(stampOf(run.output), 30));
+  t.diagnostic(`killed ${owner}; the replay had ${message.parts.filter((p) => p.type === 'text').length} text part(s)`);
   await stack('start', owner);
 });
 
