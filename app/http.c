@@ -382,10 +382,16 @@ http_query_get(const char *query, const char *name, char *dst, size_t cap)
 static const char sse_head[] = "Status: 200 OK\r\n"
     "Content-Type: text/event-stream; charset=utf-8\r\n"
     "Cache-Control: no-cache\r\n"
-    "X-Accel-Buffering: no\r\n\r\n";
+    "X-Accel-Buffering: no\r\n";
 
 int
 http_sse_start(struct req *r)
+{
+	return http_sse_start_ex(r, NULL);
+}
+
+int
+http_sse_start_ex(struct req *r, const char *headers)
 {
 	if (r->status)
 		return TE_INVAL;
@@ -400,6 +406,9 @@ http_sse_start(struct req *r)
 		setsockopt(r->fcgi->ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	}
 	write_all(r, sse_head, sizeof sse_head - 1);
+	if (headers)
+		write_all(r, headers, strlen(headers));
+	write_all(r, "\r\n", 2);
 	return FCGX_FFlush(r->fcgi->out) < 0 ? TE_CLOSED : TE_OK;
 }
 

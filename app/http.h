@@ -80,6 +80,8 @@ int http_query_get(const char *query, const char *name, char *dst, size_t cap);
 
 /* Event streams. */
 int http_sse_start(struct req *r);
+/* The same with more response headers (each ending in \r\n; NULL: none). */
+int http_sse_start_ex(struct req *r, const char *headers);
 /* Returns TE_OK or TE_CLOSED when the client has gone. */
 int http_sse_event(struct req *r, const char *id, const char *event, const char *data, size_t len);
 int http_sse_comment(struct req *r, const char *text);

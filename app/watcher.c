@@ -9,6 +9,7 @@
  * The loop's handles and the fields marked (loop) belong to the loop thread.
  * l->mu guards the kick list; lock order x->mu, then l->mu. */
 #include "watcher.h"
+#include "aisdk.h"
 #include "app.h"
 #include "bus.h"
 #include "buf.h"
@@ -63,6 +64,8 @@ struct watcher {
 	char run[UUID_LEN + 1];
 	char thread_id[UUID_LEN + 1];
 	struct watch w;
+	int aisdk;                      /* format=ai-sdk: events framed by aisdk.c */
+	struct aisdk ai;                /* guarded by mu, like w */
 	struct hub_run *hr;             /* the hub's cursor: event number idx */
 	size_t idx;
 	struct bus_sub *sub;            /* or a private consumer, after falling behind */
@@ -122,6 +125,9 @@ send_event(struct watcher *x, int attempt, int64_t seq, const char *event, const
 {
 	char id[48];
 
+	if (x->aisdk)
+		return aisdk_event(&x->ai, &x->out, attempt, seq, event, data, len) == TE_OK ? TE_OK
+		    : TE_CLOSED;
 	snprintf(id, sizeof id, "%d:%lld", attempt, (long long)seq);
 	return sse_format(&x->out, id, event, data, len) == TE_OK ? TE_OK : TE_CLOSED;
 }
@@ -971,7 +977,7 @@ handoff(struct watcher *x)
 
 void
 watcher_serve(struct req *r, struct hub_run *hr, const char *run_id, const char *thread_id,
-    int attempt, int last_attempt, int64_t last_seq)
+    int attempt, int last_attempt, int64_t last_seq, int aisdk)
 {
 	struct app *a = r->app;
 	struct watcher *x = calloc(1, sizeof *x);
@@ -992,6 +998,9 @@ watcher_serve(struct req *r, struct hub_run *hr, const char *run_id, const char 
 	pthread_mutex_init(&x->mu, NULL);
 	cond_init_monotonic(&x->cv);
 	watch_init(&x->w, attempt, last_attempt, last_seq);
+	x->aisdk = aisdk;
+	if (aisdk)
+		aisdk_init(&x->ai, run_id, last_attempt);
 	if (stream_loop(x))
 		return;         /* the loop has it now */
 	if (x->pushed)
