@@ -243,7 +243,7 @@ bus_live_open(struct bus *b, const char *run_id, bus_live_fn fn, void *arg, stru
 	l->fn = fn;
 	l->arg = arg;
 	pthread_mutex_init(&l->mu, NULL);
-	pthread_cond_init(&l->cv, NULL);
+	cond_init_monotonic(&l->cv);
 	snprintf(subject, sizeof subject, LIVE_PREFIX "%s", run_id);
 	s = natsConnection_Subscribe(&l->sub, b->nc, subject, on_live, l);
 	if (s == NATS_OK)
@@ -286,8 +286,7 @@ bus_live_close(struct bus_live *l)
 	for (int64_t dl = now_ms() + LIVE_CLOSE_MS; !l->complete && now_ms() < dl;) {
 		struct timespec ts;
 
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
+		deadline_ts(&ts, 1000);
 		pthread_cond_timedwait(&l->cv, &l->mu, &ts);
 	}
 	complete = l->complete;

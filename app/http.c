@@ -404,10 +404,16 @@ http_query_get(const char *query, const char *name, char *dst, size_t cap)
 static const char sse_head[] = "Status: 200 OK\r\n"
     "Content-Type: text/event-stream; charset=utf-8\r\n"
     "Cache-Control: no-cache\r\n"
-    "X-Accel-Buffering: no\r\n\r\n";
+    "X-Accel-Buffering: no\r\n";
 
 int
 http_sse_start(struct req *r)
+{
+	return http_sse_start_ex(r, NULL);
+}
+
+int
+http_sse_start_ex(struct req *r, const char *headers)
 {
 	if (r->status)
 		return TE_INVAL;
@@ -422,6 +428,9 @@ http_sse_start(struct req *r)
 		setsockopt(r->fcgi->ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	}
 	write_all(r, sse_head, sizeof sse_head - 1);
+	if (headers)
+		write_all(r, headers, strlen(headers));
+	write_all(r, "\r\n", 2);
 	return FCGX_FFlush(r->fcgi->out) < 0 ? TE_CLOSED : TE_OK;
 }
 
@@ -520,10 +529,9 @@ wire_record(struct sse_wire *w, int type, const void *data, size_t n)
 int
 http_wire_put(struct sse_wire *w, const char *data, size_t len, int bounded)
 {
-	size_t records = (len + FCGI_MAX_CONTENT - 1) / FCGI_MAX_CONTENT;
 	int rc = TE_OK;
 
-	if (bounded && http_wire_pending(w) + len + records * FCGI_HEADER_LEN > w->cap)
+	if (bounded && http_wire_pending(w) > w->cap)
 		return TE_TOOLARGE;
 	if (w->off > 0 && w->off == w->b.len) {
 		buf_reset(&w->b);

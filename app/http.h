@@ -87,6 +87,8 @@ int http_query_get(const char *query, const char *name, char *dst, size_t cap);
 
 /* Event streams. */
 int http_sse_start(struct req *r);
+/* The same with more response headers (each ending in \r\n; NULL: none). */
+int http_sse_start_ex(struct req *r, const char *headers);
 /* Returns TE_OK or TE_CLOSED when the client has gone. */
 int http_sse_event(struct req *r, const char *id, const char *event, const char *data, size_t len);
 int http_sse_comment(struct req *r, const char *text);
@@ -109,8 +111,8 @@ struct sse_wire {
 void http_wire_init(struct sse_wire *w, struct req *r, size_t cap);
 void http_wire_free(struct sse_wire *w);
 size_t http_wire_pending(const struct sse_wire *w);
-/* Frame len bytes of SSE text. bounded: TE_TOOLARGE (nothing queued) when the
- * unsent bytes would pass cap: the client is not reading. */
+/* Frame len bytes of SSE text. bounded: TE_TOOLARGE (nothing queued) when more
+ * than cap bytes are unsent already: the client is not reading. */
 int http_wire_put(struct sse_wire *w, const char *data, size_t len, int bounded);
 /* Queue the end of the request (an empty STDOUT record, then END_REQUEST with
  * status 0), for a stream that left libfcgi (app/watcher.c). */

@@ -311,7 +311,7 @@ hub_attach(struct hub *h, const char *run_id, struct hub_run **out)
 	pthread_mutex_init(&r->fmu, NULL);
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_mutex_init(&r->dmu, NULL);
-	pthread_cond_init(&r->cv, NULL);
+	cond_init_monotonic(&r->cv);
 	/* The appender is ours until the catch-up is done: watchers attaching meanwhile
 	 * wait in hub_get, copies wait in nats.c. */
 	pthread_mutex_lock(&r->fmu);
@@ -355,18 +355,6 @@ hub_detach(struct hub *h, struct hub_run *r)
 	}
 }
 
-static void
-deadline_in(struct timespec *dl, int timeout_ms)
-{
-	clock_gettime(CLOCK_REALTIME, dl);
-	dl->tv_sec += timeout_ms / 1000;
-	dl->tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (dl->tv_nsec >= 1000000000) {
-		dl->tv_sec++;
-		dl->tv_nsec -= 1000000000;
-	}
-}
-
 int
 hub_get(struct hub_run *r, size_t idx, int timeout_ms, struct hub_event **ev)
 {
@@ -376,7 +364,7 @@ hub_get(struct hub_run *r, size_t idx, int timeout_ms, struct hub_event **ev)
 	if (idx >= r->count && !r->failed && timeout_ms > 0) {
 		struct timespec dl;
 
-		deadline_in(&dl, timeout_ms);
+		deadline_ts(&dl, timeout_ms);
 		while (idx >= r->count && !r->failed)
 			if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0)
 				break;

@@ -9,6 +9,7 @@
  * The loop's handles and the fields marked (loop) belong to the loop thread.
  * l->mu guards the kick list; lock order x->mu, then l->mu. */
 #include "watcher.h"
+#include "aisdk.h"
 #include "app.h"
 #include "auth.h"
 #include "bus.h"
@@ -38,9 +39,11 @@
 #define DRAIN_RECHECK_MS 50
 #define MAX_BATCH 256
 #define OUT_MAX (64 << 20)
-/* A subscribed stream's unsent bytes: past this its client is not reading, and the
- * stream is closed (the client resumes with Last-Event-ID) rather than grow. */
-#define WIRE_MAX (256 << 10)
+/* A subscribed stream's unsent bytes: past this its client is not reading (or
+ * reads far slower than the run writes), and the stream is closed (the client
+ * resumes with Last-Event-ID) rather than grow. One event more always fits, so a
+ * reading client is never cut by one large event (deltas go up to max_payload). */
+#define WIRE_MAX (1 << 20)
 #define SEND_TIMEOUT_MS 5000
 #define END_DRAIN_MS 1000
 /* libfcgi select()s the descriptors it accepts and closes: a stream that moves to
@@ -68,6 +71,8 @@ struct watcher {
 	char tenant[UUID_LEN + 1];      /* holds one of its tenant's stream slots (quota.h) */
 	unsigned auth_gen;              /* revocations looked at (auth_revoked_since) */
 	struct watch w;
+	int aisdk;                      /* format=ai-sdk: events framed by aisdk.c */
+	struct aisdk ai;                /* guarded by mu, like w */
 	struct hub_run *hr;             /* the hub's cursor: event number idx */
 	size_t idx;
 	struct bus_sub *sub;            /* or a private consumer, after falling behind */
@@ -128,6 +133,9 @@ send_event(struct watcher *x, int attempt, int64_t seq, const char *event, const
 {
 	char id[48];
 
+	if (x->aisdk)
+		return aisdk_event(&x->ai, &x->out, attempt, seq, event, data, len) == TE_OK ? TE_OK
+		    : TE_CLOSED;
 	snprintf(id, sizeof id, "%d:%lld", attempt, (long long)seq);
 	return sse_format(&x->out, id, event, data, len) == TE_OK ? TE_OK : TE_CLOSED;
 }
@@ -453,13 +461,7 @@ stream_loop(struct watcher *x)
 			} else if (!x->dead && !x->w.done && x->delivered == seen) {
 				struct timespec ts;
 
-				clock_gettime(CLOCK_REALTIME, &ts);
-				ts.tv_sec += wait / 1000;
-				ts.tv_nsec += (wait % 1000) * 1000000;
-				if (ts.tv_nsec >= 1000000000) {
-					ts.tv_sec++;
-					ts.tv_nsec -= 1000000000;
-				}
+				deadline_ts(&ts, wait);
 				pthread_cond_timedwait(&x->cv, &x->mu, &ts);
 			}
 			dead = x->dead;
@@ -934,7 +936,7 @@ wloop_open(struct wloop **out, struct app *a)
 		return TE_IO;
 	}
 	pthread_mutex_init(&l->mu, NULL);
-	pthread_cond_init(&l->cv, NULL);
+	cond_init_monotonic(&l->cv);
 	uv_async_init(&l->loop, &l->wake, on_wake);
 	l->wake.data = l;
 	if (pthread_create(&l->th, NULL, loop_main, l) != 0) {
@@ -963,8 +965,7 @@ wloop_close(struct wloop *l)
 	uv_async_send(&l->wake);
 	/* Streams end within END_DRAIN_MS; a loop that does not stop in time is left
 	 * to the process exit (nothing is freed under it). */
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += CLOSE_WAIT_MS / 1000;
+	deadline_ts(&ts, CLOSE_WAIT_MS);
 	pthread_mutex_lock(&l->mu);
 	while (!l->done && pthread_cond_timedwait(&l->cv, &l->mu, &ts) == 0)
 		;
@@ -1014,7 +1015,7 @@ handoff(struct watcher *x)
 
 void
 watcher_serve(struct req *r, struct hub_run *hr, const char *run_id, const char *thread_id,
-    int attempt, int last_attempt, int64_t last_seq)
+    int attempt, int last_attempt, int64_t last_seq, int aisdk)
 {
 	struct app *a = r->app;
 	struct watcher *x = calloc(1, sizeof *x);
@@ -1037,8 +1038,11 @@ watcher_serve(struct req *r, struct hub_run *hr, const char *run_id, const char 
 	buf_init(&x->out, OUT_MAX);
 	http_wire_init(&x->wire, r, WIRE_MAX);
 	pthread_mutex_init(&x->mu, NULL);
-	pthread_cond_init(&x->cv, NULL);
+	cond_init_monotonic(&x->cv);
 	watch_init(&x->w, attempt, last_attempt, last_seq);
+	x->aisdk = aisdk;
+	if (aisdk)
+		aisdk_init(&x->ai, run_id, last_attempt);
 	if (stream_loop(x))
 		return;         /* the loop has it now */
 	if (x->pushed)

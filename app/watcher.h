@@ -33,9 +33,10 @@ void wloop_revoked(struct wloop *l);
 int wloop_streams(struct wloop *l);
 
 /* Serve one opened stream (after http_sse_start); hr is a hub reference the
- * engine now owns. Returns when the request thread may go. */
+ * engine now owns. aisdk: frame it as the AI SDK's UI message stream (aisdk.h).
+ * Returns when the request thread may go. */
 struct hub_run;
 void watcher_serve(struct req *r, struct hub_run *hr, const char *run_id,
-    const char *thread_id, int attempt, int last_attempt, int64_t last_seq);
+    const char *thread_id, int attempt, int last_attempt, int64_t last_seq, int aisdk);
 
 #endif

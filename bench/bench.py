@@ -146,6 +146,21 @@ def cpu_ticks(pids):
     return t
 
 
+def ctx_switches(pids):
+    """Context switches (voluntary + involuntary) of every thread of the processes."""
+    t = 0
+    for pid in pids:
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                            t += int(line.split()[1])
+        except OSError:
+            pass
+    return t
+
+
 def rss_kb(pids, field="VmRSS:", path="status"):
     t = 0
     for pid in pids:
@@ -170,6 +185,7 @@ def loadgen(st, key, target, R, W, N, ms, procs=1, timeout=600):
     groups = proc_groups(st)
     hz = os.sysconf("SC_CLK_TCK")
     before = {k: cpu_ticks(v) for k, v in groups.items()}
+    sw_before = {k: ctx_switches(v) for k, v in groups.items()}
     t0 = time.monotonic()
     p = sp.run([PEERS, "loadgen", "--target", target, "-R", str(R), "-W", str(W), "-N", str(N), "--ms", str(ms),
                 "--procs", str(procs), "--base", st.url, "--key", key], text=True, capture_output=True, timeout=timeout)
@@ -178,6 +194,8 @@ def loadgen(st, key, target, R, W, N, ms, procs=1, timeout=600):
         raise AssertionError(f"loadgen failed: {p.stderr[-2000:]}")
     res = json.loads(p.stdout.strip().split("\n")[-1])
     res["cpu_s"] = {k: (cpu_ticks(v) - before[k]) / hz for k, v in groups.items()}
+    res["switches_per_chunk"] = {k: (ctx_switches(v) - sw_before[k]) / max(1, res["delivered"])
+                                 for k, v in groups.items()}
     res["cpu_s_total"] = sum(res["cpu_s"].values())
     res["cpu_s_per_1000_chunks"] = res["cpu_s_total"] / max(1, res["delivered"]) * 1000
     res["wall_s_outer"] = wall
@@ -228,6 +246,8 @@ def bench_relay(args):
         out[t]["lost"] = sum(r["lost"] for r in rs)
         out[t]["dup"] = sum(r["dup"] for r in rs)
         out[t]["cpu_by_component"] = {k: med([r["cpu_s"][k] for r in rs]) for k in rs[0]["cpu_s"]}
+        out[t]["switches_per_chunk"] = {k: med([r["switches_per_chunk"][k] for r in rs])
+                                        for k in rs[0]["switches_per_chunk"]}
         out[t]["reps"] = rs
     b, t = out["tether-baseline"], out["tether"]
     out["ratio"] = {k: t[k] / b[k] if b[k] else None for k in ("p50_us", "p99_us", "conn_p99_us",
@@ -241,6 +261,12 @@ def bench_relay(args):
     print()
     print(table(rows, (f"relay {R}x{W}, {N} chunks, {MS} ms (median of {args.reps})", "p50 ms", "p99 ms",
                        "connected p99 ms", "max ms", "delivered/s", "CPU s/1000 chunks", "lost/dup")))
+    print()
+    print(table([(name, *(f"{x['cpu_by_component'][k]:.2f}" for k in ("tetherd", "nats", "nginx")),
+                  *(f"{x['switches_per_chunk'][k]:.2f}" for k in ("tetherd", "nats", "nginx")))
+                 for name, x in (("baseline (no JetStream)", b), ("tether", t))],
+                ("per component (median)", "tetherd CPU s", "nats-server CPU s", "nginx CPU s",
+                 "tetherd switches/chunk", "nats-server switches/chunk", "nginx switches/chunk")))
     return out
 
 

@@ -3,6 +3,7 @@
  * check the run and the limits, open the stream and hand it to the watcher engine
  * (app/watcher.c). */
 #include "routes.h"
+#include "aisdk.h"
 #include "app.h"
 #include "bus.h"
 #include "config.h"
@@ -14,6 +15,24 @@
 #include <stdio.h>
 #include <string.h>
 
+int
+events_format(struct req *r, int *aisdk)
+{
+	char v[16];
+	int n = http_query_get(r->query, "format", v, sizeof v);
+
+	if (n == -1) {
+		*aisdk = 0;
+		return 0;
+	}
+	if (n >= 0 && !strcmp(v, "ai-sdk")) {
+		*aisdk = 1;
+		return 0;
+	}
+	http_error_field(r, "format", "format must be ai-sdk (or absent, for tether's own events)");
+	return -1;
+}
+
 void
 events_serve(struct req *r, const char *run_id, struct run_state *given)
 {
@@ -21,12 +40,14 @@ events_serve(struct req *r, const char *run_id, struct run_state *given)
 	const struct config *cfg = a->cfg;
 	struct run_state local, *rs = given;
 	struct hub_run *hr = NULL;
-	int last_attempt = 0, rc;
+	int last_attempt = 0, aisdk, rc;
 	int64_t last_seq = -1;
 	char after[64];
 	const char *lei = r->last_event_id;
 	int n;
 
+	if (events_format(r, &aisdk) < 0)
+		return;
 	if (!rs) {
 		rc = store_run_state(a->store, r->tenant, run_id, &local);
 		if (rc == TE_NOTFOUND) {
@@ -77,14 +98,14 @@ events_serve(struct req *r, const char *run_id, struct run_state *given)
 		    "NATS is unavailable: cannot read the run's events");
 		goto out;
 	}
-	if (http_sse_start(r) != TE_OK) {
+	if (http_sse_start_ex(r, aisdk ? AISDK_HEADER : NULL) != TE_OK) {
 		hub_detach(a->hub, hr);
 		atomic_fetch_sub(&a->ctr.watchers, 1);
 		quota_stream_leave(a->quota, r->tenant);
 		goto out;
 	}
 	/* From here the engine owns hr, the watcher count and the tenant's stream slot. */
-	watcher_serve(r, hr, run_id, rs->thread_id, rs->attempt, last_attempt, last_seq);
+	watcher_serve(r, hr, run_id, rs->thread_id, rs->attempt, last_attempt, last_seq, aisdk);
 out:
 	if (rs == &local)
 		store_run_state_free(&local);
@@ -100,7 +121,12 @@ void
 h_thread_events(struct req *r)
 {
 	char run_id[UUID_LEN + 1];
-	int rc = store_thread_run(r->app->store, r->tenant, r->id, run_id);
+	struct run_state rs;
+	int aisdk, rc;
+
+	if (events_format(r, &aisdk) < 0)
+		return;
+	rc = store_thread_run(r->app->store, r->tenant, r->id, run_id);
 
 	if (rc == TE_NOTFOUND) {
 		http_error(r, API_NOT_FOUND, "no thread %s", r->id);
@@ -115,5 +141,19 @@ h_thread_events(struct req *r)
 		http_respond(r, 204, NULL, NULL, "", 0);
 		return;
 	}
-	events_serve(r, run_id, NULL);
+	if (!aisdk) {
+		events_serve(r, run_id, NULL);
+		return;
+	}
+	/* The AI SDK resumes a chat here: 204 unless a run is active (API.md). */
+	rc = store_run_state(r->app->store, r->tenant, run_id, &rs);
+	if (rc == TE_NOTFOUND || (rc == TE_OK && rs.terminal))
+		http_respond(r, 204, NULL, NULL, "", 0);
+	else if (rc != TE_OK)
+		http_error_ex(r, api_err_from_te(rc), NULL, NULL, "Retry-After: 1\r\n",
+		    "could not read the run: PostgreSQL is unavailable");
+	else
+		events_serve(r, run_id, &rs);
+	if (rc == TE_OK)
+		store_run_state_free(&rs);
 }

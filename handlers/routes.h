@@ -72,6 +72,9 @@ void h_admin_limits_put(struct req *r);
 void h_admin_recover(struct req *r);
 void h_bench_stream(struct req *r);
 
+/* The format query parameter: absent (tether's events) or ai-sdk (*aisdk = 1).
+ * -1 when it is something else: the 400 invalid_field is answered. */
+int events_format(struct req *r, int *aisdk);
 struct run_state;
 /* Serve a run's event stream (events.c); rs, when given, is its state read just now. */
 void events_serve(struct req *r, const char *run_id, struct run_state *rs);

@@ -1,5 +1,6 @@
 /* POST /v1/threads/{id}/runs and GET /v1/runs/{id}. */
 #include "routes.h"
+#include "aisdk.h"
 #include "app.h"
 #include "bus.h"
 #include "buf.h"
@@ -144,14 +145,17 @@ h_runs_create(struct req *r)
 	struct run_created out;
 	struct run_new in;
 	struct jsonv_err e;
-	struct buf req;
+	struct buf req, sdk_input;
 	char err[512];
-	int rc, reserved = 0;
+	int rc, reserved = 0, aisdk = 0;
 
 	/* The input and model escaped (up to six bytes each), params as json-c writes
 	 * them again (at most twice the body: it escapes '/'). */
 	buf_init(&req, JSON_STR_MAX(cfg->max_input) + JSON_STR_MAX(MODEL_MAX) +
 	    (size_t)cfg->max_body * 2 + 1024);
+	buf_init(&sdk_input, (size_t)cfg->max_input);
+	if (events_format(r, &aisdk) < 0)
+		goto out;
 	if (idem && !idempotency_key_ok(idem)) {
 		http_error(r, API_BAD_REQUEST, "Idempotency-Key must be 1-%d printable ASCII characters",
 		    IDEMPOTENCY_KEY_MAX);
@@ -159,9 +163,19 @@ h_runs_create(struct req *r)
 	}
 	if (http_json_body(r, 0, &body) < 0)
 		goto out;
-	if (jsonv_only_keys(body, keys, NULL, &e) != JV_OK ||
-	    jsonv_string(body, "input", 1, 1, (size_t)cfg->max_input, &input, NULL, &e) != JV_OK ||
-	    jsonv_string(body, "model", 0, 1, MODEL_MAX, &model, NULL, &e) != JV_OK ||
+	/* format=ai-sdk also takes the AI SDK's chat body: the last user message's text. */
+	if (aisdk && json_object_object_get_ex(body, "messages", NULL)) {
+		if (aisdk_request_input(body, (size_t)cfg->max_input, &sdk_input, &e) != JV_OK) {
+			http_error_field(r, e.field, "%s", e.msg);
+			goto out;
+		}
+		input = sdk_input.data;
+	} else if (jsonv_only_keys(body, keys, NULL, &e) != JV_OK ||
+	    jsonv_string(body, "input", 1, 1, (size_t)cfg->max_input, &input, NULL, &e) != JV_OK) {
+		http_error_field(r, e.field, "%s", e.msg);
+		goto out;
+	}
+	if (jsonv_string(body, "model", 0, 1, MODEL_MAX, &model, NULL, &e) != JV_OK ||
 	    jsonv_object(body, "params", &params, &e) != JV_OK ||
 	    (params && jsonv_no_nul(params, "params", &e) != JV_OK)) {
 		http_error_field(r, e.field, "%s", e.msg);
@@ -284,6 +298,7 @@ out:
 	if (reserved)
 		runner_unreserve(a->runner);
 	buf_free(&req);
+	buf_free(&sdk_input);
 	json_object_put(body);
 }
 

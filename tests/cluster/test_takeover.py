@@ -45,7 +45,7 @@ def owner(c, run_id):
 def start_run(c, text):
     tid = c.api.thread()
     rid = c.api.run(tid, text)
-    wait_until(lambda: c.api.run_state(rid)["owner"], 10, "an owner")
+    wait_until(lambda: (c.api.run_state_or_none(rid) or {}).get("owner"), 10, "an owner")
     return tid, rid
 
 
@@ -126,7 +126,7 @@ def test_unwatched_orphan_recovered_by_cron(c):
                                     " AND started_at < now() - interval '0.5 s'") == "1", 10, "the run to be under way")
     c.stack.kill(pod)
     t0 = time.monotonic()
-    s = wait_until(lambda: (lambda s: s if s["attempt"] == 2 else None)(c.api.run_state(rid)), 30,
+    s = wait_until(lambda: (lambda s: s if s and s["attempt"] == 2 else None)(c.api.run_state_or_none(rid)), 30,
                    "the cron sweep to claim the orphan")
     took = time.monotonic() - t0
     assert took < 2 + 3, f"claimed after {took:.1f}s, cron period is 2s"
@@ -233,7 +233,7 @@ def test_worker_dead_across_postgres_restart_is_taken_over_after_grace(c):
     sigkill_and_reap(pid)
     c.stack.pg("start")
     t0 = time.monotonic()
-    s = wait_until(lambda: (lambda s: s if s["attempt"] == 2 else None)(c.api.run_state(rid)), 60,
+    s = wait_until(lambda: (lambda s: s if s and s["attempt"] == 2 else None)(c.api.run_state_or_none(rid)), 60,
                    "the takeover after the grace period", interval=0.2)
     took = time.monotonic() - t0
     assert 12 < took < 15 + 2 + 5, f"taken over {took:.1f}s after the restart"
@@ -257,7 +257,7 @@ def test_zombie_owner_is_fenced(c):
     os.kill(pid, signal.SIGSTOP)
     try:
         c.stack.psql(f"SELECT pg_terminate_backend(backend_pid) FROM workers WHERE id = {worker}")
-        wait_until(lambda: c.api.run_state(rid)["attempt"] == 2, 30, "a survivor to take over")
+        wait_until(lambda: (c.api.run_state_or_none(rid) or {}).get("attempt") == 2, 30, "a survivor to take over")
     finally:
         os.kill(pid, signal.SIGCONT)
     stamp = assert_invariant(c, rid, ws, 25)
@@ -298,8 +298,8 @@ def test_sigkills_from_outside_do_not_count_toward_max_attempts(c):
     _, rid = start_run(c, "unlucky slow:40x100")
     w = pod_watch(c, None, rid)
     for attempt in (1, 2, 3):
-        s = wait_until(lambda: (lambda s: s if s["attempt"] == attempt and s["owner"] else None)(
-            c.api.run_state(rid)), 30, f"attempt {attempt}")
+        s = wait_until(lambda: (lambda s: s if s and s["attempt"] == attempt and s["owner"] else None)(
+            c.api.run_state_or_none(rid)), 30, f"attempt {attempt}")
         sigkill_and_reap(s["owner"]["pid"])
     s = c.api.wait_terminal(rid, 60)
     assert s["status"] == "completed" and s["attempt"] == 4 and s["takeovers"] == 3, s
@@ -322,13 +322,13 @@ def test_rolling_pod_sigkill_completes_a_healthy_run(c):
     wait_until(lambda: all(w.kinds().count("delta") >= 2 for w in ws), 30, "2 deltas at every watcher")
     killed = []
     for k in range(6):
-        s = c.api.run_state(rid)
+        s = wait_until(lambda: c.api.run_state_or_none(rid), 30, "the run's state")
         assert s["status"] == "running" and s["attempt"] == k + 1, s
         pod = s["owner"]["pod"]
         c.stack.kill(pod)
         killed.append(pod)
-        wait_until(lambda: (lambda s: s if s["attempt"] == k + 2 and s["owner"] else None)(
-            c.api.run_state(rid)), 30, f"takeover {k + 1} (after {pod} died)")
+        wait_until(lambda: (lambda s: s if s and s["attempt"] == k + 2 and s["owner"] else None)(
+            c.api.run_state_or_none(rid)), 30, f"takeover {k + 1} (after {pod} died)")
         c.stack.start(pod)
     assert len(set(killed)) >= 2, killed
     s = c.api.wait_terminal(rid, 90)
@@ -350,7 +350,7 @@ def test_poison_run_fails_too_many_attempts_others_unaffected(c):
     ows = [pod_watch(c, None, r) for r in others]
     _, rid = start_run(c, "poison crash:3 slow:10x100")
     w = pod_watch(c, None, rid)
-    s = wait_until(lambda: (lambda s: s if s["status"] != "running" else None)(c.api.run_state(rid)), 90,
+    s = wait_until(lambda: (lambda s: s if s and s["status"] != "running" else None)(c.api.run_state_or_none(rid)), 90,
                    "the poison run to end")
     assert s["status"] == "failed" and s["error"]["code"] == "too_many_attempts", s
     assert s["error"]["message"] == "the run crashed the worker generating it 3 times", s
@@ -385,6 +385,8 @@ def metrics(c, pod=None):
 
 def test_metrics_cluster_wide(c):
     ensure_all_up(c)
+    # Runs of earlier tests (a failed one may leave its run going) must not count here.
+    wait_until(lambda: metrics(c)["tether_runs_active"] == 0, 120, "no run active")
     # The same answer from every worker (cluster figures, read back to back while idle).
     wait_until(lambda: len({json.dumps({k: v for k, v in metrics(c, p).items() if "watchers{" not in k},
                                        sort_keys=True) for p in PODS for _ in range(2)}) == 1, 30,

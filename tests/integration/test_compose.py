@@ -261,7 +261,8 @@ def test_compose_pod_environment(c):
 def test_compose_commands_match_the_stack(c):
     svcs = c.config()["services"]
     stack = read(os.path.join(ROOT, "scripts/stack"))
-    assert 'exec setsid "$BIN/tetherd" >>' in stack
+    # The pod command (behind an optional 'ip netns exec NS' prefix for --netns stacks).
+    assert 'exec "${pre[@]}" setsid "$BIN/tetherd" >>' in stack
     assert '"$BIN/tetherctl" migrate >/dev/null' in stack
     for n in PODS:
         assert svcs[n]["command"] == ["tetherd"], n

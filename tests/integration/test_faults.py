@@ -148,7 +148,7 @@ def test_delta_over_max_payload_is_split(c):
             assert "max_payload: 65536" in f.read().split("\n"), "the NATS server is not limited"
         api = Client(st.url, st.new_key("payload"))
         rid = api.run(api.thread(), "big:102400 slow:2x0", model="mock")
-        w = watch(api, rid)
+        w = watch(api, rid, reconnect=True)  # as any client (API.md): a drop resumes
         s = api.wait_terminal(rid, 30)
         assert s["status"] == "completed", s
         out = s["output"]

@@ -227,9 +227,18 @@ class Client:
         assert r.status == 200, r
         return r.json
 
+    def run_state_or_none(self, run_id):
+        """For polling while pods die: None on a 5xx (nginx found no pod for a moment,
+        or the one it reached was going away), the state otherwise."""
+        r = self.get(f"/v1/runs/{run_id}")
+        if 500 <= r.status < 600:
+            return None
+        assert r.status == 200, r
+        return r.json
+
     def wait_terminal(self, run_id, timeout=60):
-        return wait_until(lambda: (lambda s: s if s["status"] in ("completed", "failed", "cancelled") else None)(
-            self.run_state(run_id)), timeout, f"run {run_id} to end")
+        return wait_until(lambda: (lambda s: s if s and s["status"] in ("completed", "failed", "cancelled")
+                                   else None)(self.run_state_or_none(run_id)), timeout, f"run {run_id} to end")
 
 
 class Watcher(threading.Thread):
