@@ -3,6 +3,7 @@
  * stubs from routes.h). route_match calls none of them; each aborts if it ever is. */
 #include "routes.h"
 #include "auth.h"
+#include "quota.h"
 
 #include <stdlib.h>
 
@@ -28,5 +29,19 @@ http_error_ex(struct req *r, enum api_err e, const char *field, const char *acti
     const char *extra_headers, const char *msg)
 {
 	(void)r; (void)e; (void)field; (void)active_run_id; (void)extra_headers; (void)msg;
+	abort();
+}
+
+int
+quota_request(struct quota *q, const char *tenant, int limit)
+{
+	(void)q; (void)tenant; (void)limit;
+	abort();
+}
+
+void
+http_error_quota(struct req *r, const char *limit, int retry_after_s, const char *msg)
+{
+	(void)r; (void)limit; (void)retry_after_s; (void)msg;
 	abort();
 }
