@@ -230,8 +230,13 @@ def test_stream_through_published_port(c):
     r = api.get("/")
     assert r.status == 200 and r.headers["content-type"].startswith("text/html"), r
     # The cron container's sweep reaches nginx by its service name.
-    wait_until(lambda: re.search(r"^200 \d+\.\d+s$", c.log("cron"), re.M), 15, "a 200 from the cron loop")
-    assert "recover: no answer" not in c.log("cron")
+    # (A "no answer" while nginx itself was still starting is not a failure; the
+    # loop's latest word must be a 200.)
+    def latest():
+        words = [ln for ln in c.log("cron").splitlines()
+                 if re.match(r"^\d{3} \d+\.\d+s$", ln) or "recover: no answer" in ln]
+        return words and re.match(r"^200 ", words[-1])
+    wait_until(latest, 15, "the cron loop's latest answer to be a 200")
 
 
 # ---------- 3. podman kill of the owner's container ----------
