@@ -29,7 +29,7 @@ h_admin_keys(struct req *r)
 		http_error(r, api_err_from_te(rc), "could not store the key: %s", te_strerror(rc));
 		return;
 	}
-	tlog(LOG_INFO, "created API key %s for tenant %s", key_id, r->name);
+	tlog(LOG_INFO, "created API key %s for tenant %s (prefix %.7s)", key_id, r->name, key);
 	snprintf(body, sizeof body, "{\"tenant\":\"%s\",\"key\":\"%s\",\"id\":\"%s\"}", r->name,
 	    key, key_id);
 	http_json_str(r, 201, body);
