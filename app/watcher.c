@@ -551,6 +551,15 @@ kick(struct watcher *x)
 static void w_finish(struct watcher *x, enum finish how);
 static void w_schedule(struct watcher *x);
 
+/* The stream's connection is closed: its slots (this worker's, its tenant's) are
+ * free now, before the hub is left on the pool. */
+static void
+w_release_slots(struct watcher *x)
+{
+	quota_stream_leave(x->a->quota, x->tenant);
+	atomic_fetch_sub(&x->a->ctr.watchers, 1);
+}
+
 static void
 w_free(struct watcher *x)
 {
@@ -560,9 +569,7 @@ w_free(struct watcher *x)
 	http_wire_free(&x->wire);
 	pthread_mutex_destroy(&x->mu);
 	pthread_cond_destroy(&x->cv);
-	quota_stream_leave(l->a->quota, x->tenant);
 	free(x);
-	atomic_fetch_sub(&l->a->ctr.watchers, 1);
 	if (atomic_fetch_sub(&l->streams, 1) == 1) {
 		pthread_mutex_lock(&l->mu);
 		pthread_cond_broadcast(&l->cv);
@@ -596,6 +603,7 @@ on_handle_closed(uv_handle_t *h)
 	if (--x->handles > 0)
 		return;
 	close(x->wire.fd);
+	w_release_slots(x);
 	x->work.data = x;
 	if (uv_queue_work(&x->l->loop, &x->work, detach_work, detach_done) != 0) {
 		detach_work(&x->work);
@@ -825,6 +833,7 @@ w_look(struct watcher *x)
 			http_wire_abort(&x->wire);
 			close(x->wire.fd);
 			hub_detach(x->a->hub, x->hr);
+			w_release_slots(x);
 			w_free(x);
 			return;
 		}

@@ -394,7 +394,9 @@ def test_metrics_cluster_wide(c):
     m0 = metrics(c)
     assert m0["tether_workers"] == 6 and m0["tether_pods"] == 3, m0
     _, rid = start_run(c, "metrics slow:20x200")
-    m1 = metrics(c)
+    # /metrics is cached for a second per worker.
+    m1 = wait_until(lambda: (lambda m: m if m['tether_runs{status="running"}'] != m0['tether_runs{status="running"}']
+                             else None)(metrics(c)), 5, "the run in /metrics")
     assert m1['tether_runs{status="running"}'] == m0['tether_runs{status="running"}'] + 1, (m0, m1)
     assert m1["tether_runs_active"] == m0["tether_runs_active"] + 1
     w = pod_watch(c, None, rid)
