@@ -151,44 +151,33 @@ run_fail(struct hub_run *r, int rc)
 	pthread_mutex_unlock(&r->mu);
 }
 
-/* Hand every subscriber the events it has not had yet, in order. */
-static void
-deliver_pending(struct hub_run *r)
-{
-	pthread_mutex_lock(&r->dmu);
-	for (struct hub_sub *s = r->subs; s; s = s->next) {
-		for (;;) {
-			struct hub_event *e = NULL;
-
-			pthread_mutex_lock(&r->mu);
-			if (s->idx >= r->base && s->idx < r->count) {
-				e = r->ev[s->idx - r->base];
-				atomic_fetch_add(&e->refs, 1);
-			}
-			pthread_mutex_unlock(&r->mu);
-			if (!e)
-				break;
-			s->idx++;
-			s->fn(s->arg, e);
-			hub_event_put(e);
-		}
-	}
-	pthread_mutex_unlock(&r->dmu);
-}
-
-/* The appender (fmu held): add one event and deliver it. */
+/* The appender (fmu held): add one event and hand it to every subscriber. Appends
+ * are serialized by fmu and each is delivered before the next, so a subscriber is
+ * always waiting for exactly this one (hub_subscribe joins at the end). */
 static int
 append(struct hub_run *r, const struct bus_event *ev)
 {
 	struct hub_event *e = event_copy(ev);
+	size_t idx;
+	int appended;
 
 	if (!e)
 		return TE_NOMEM;
+	atomic_fetch_add(&e->refs, 1);  /* held while delivering */
+	pthread_mutex_lock(&r->dmu);
 	pthread_mutex_lock(&r->mu);
+	idx = r->count;
 	run_append_locked(r, e);
+	appended = r->count > idx;      /* else out of memory: the run failed */
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
-	deliver_pending(r);
+	for (struct hub_sub *s = r->subs; s && appended; s = s->next)
+		if (s->idx == idx) {
+			s->idx++;
+			s->fn(s->arg, e);
+		}
+	pthread_mutex_unlock(&r->dmu);
+	hub_event_put(e);
 	return TE_OK;
 }
 
