@@ -225,7 +225,8 @@ struct metrics {
 	char *counters_json;            /* retired + live worker counters; caller frees */
 	char *watchers_json;            /* {"<pod>": {"watchers","generators"}} of live workers; caller frees */
 };
-TE_MUST_CHECK int store_metrics(struct store *st, struct metrics *m);
+/* The figures, computed at most max_age_ms ago (by any worker: one shared cache). */
+TE_MUST_CHECK int store_metrics(struct store *st, int max_age_ms, struct metrics *m);
 void store_metrics_free(struct metrics *m);
 
 /* ---- migrations (tetherctl) ---- */

@@ -1,37 +1,27 @@
 /* store_metrics.c - the cluster-wide figures of /metrics, from PostgreSQL. Whichever
- * worker answers, the figures are the cluster's. */
+ * worker answers, the figures are the cluster's: one cached row shared by all of them
+ * (sql/0008_metrics_cache.sql), so answers never go back in time. */
 #include "store_int.h"
 #include "err.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 int
-store_metrics(struct store *st, struct metrics *m)
+store_metrics(struct store *st, int max_age_ms, struct metrics *m)
 {
 	static const char sql[] =
-	    "SELECT r.q, r.ru, r.co, r.fa, r.ca, r.at, r.tk,"
-	    " (SELECT count(*) FROM workers),"
-	    " (SELECT count(DISTINCT pod) FROM workers),"
-	    " (SELECT tether_counters_add(r.counters, (SELECT tether_counters_sum(w.counters)"
-	    "    FROM workers w)) FROM counters_retired r WHERE r.id = 1)::text,"
-	    " (SELECT COALESCE(jsonb_object_agg(pod, jsonb_build_object('watchers', w, 'generators', g)),"
-	    "    '{}'::jsonb) FROM (SELECT pod,"
-	    "    sum(COALESCE((counters -> 'gauges' ->> 'watchers')::bigint, 0)) AS w,"
-	    "    sum(COALESCE((counters -> 'gauges' ->> 'generators')::bigint, 0)) AS g"
-	    "    FROM workers GROUP BY pod) p)::text"
-	    /* One scan of runs for every run figure. */
-	    " FROM (SELECT count(*) FILTER (WHERE status = 'queued') AS q,"
-	    "  count(*) FILTER (WHERE status = 'running') AS ru,"
-	    "  count(*) FILTER (WHERE status = 'completed') AS co,"
-	    "  count(*) FILTER (WHERE status = 'failed') AS fa,"
-	    "  count(*) FILTER (WHERE status = 'cancelled') AS ca,"
-	    "  COALESCE(sum(attempt), 0) AS at, COALESCE(sum(takeovers), 0) AS tk FROM runs) r";
+	    "SELECT queued, running, completed, failed, cancelled, attempts, takeovers, workers,"
+	    " pods, counters::text, watchers::text FROM tether_metrics($1::int * interval '1 ms')";
+	char age[24];
+	const char *params[1] = { age };
 	PGresult *res;
 	int rc;
 
 	memset(m, 0, sizeof *m);
-	if ((rc = st_query(st, sql, 0, NULL, &res)) != TE_OK)
+	snprintf(age, sizeof age, "%d", max_age_ms);
+	if ((rc = st_query(st, sql, 1, params, &res)) != TE_OK)
 		return rc;
 	for (int i = 0; i < 5; i++)
 		m->runs[i] = atol(PQgetvalue(res, 0, i));

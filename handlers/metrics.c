@@ -1,16 +1,16 @@
 /* GET /metrics - Prometheus text (version 0.0.4), for internal addresses only (nginx,
- * like the admin routes). One PostgreSQL statement (one scan of runs) makes it, and a
- * worker keeps the answer METRICS_CACHE_MS: scrapes cost the database at most one
- * statement per worker per interval. Run figures come from the runs
- * table; worker counters are what every worker wrote with its heartbeat, summed
- * over live workers plus those that left (counters_retired): the same answer from
- * every worker, and counters that never go backwards. */
+ * like the admin routes). The figures are one row cached in PostgreSQL for
+ * METRICS_CACHE_MS, shared by every worker (sql/0008_metrics_cache.sql): a scrape
+ * costs one cheap statement, the cluster at most one scan of runs per interval, and
+ * answers read one after another never go back in time whichever worker gives them
+ * (a cache per worker let a counter seem to drop between two workers' answers). Run
+ * figures come from the runs table; worker counters are what every worker wrote with
+ * its heartbeat, summed over live workers plus those that left (counters_retired). */
 #include "routes.h"
 #include "app.h"
 #include "buf.h"
 #include "store.h"
 
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <json-c/json.h>
@@ -18,14 +18,6 @@
 #include <string.h>
 
 #define METRICS_CACHE_MS 1000
-
-/* This worker's last answer. */
-static struct {
-	pthread_mutex_t mu;             /* guards body, len, at_ms */
-	char *body;
-	size_t len;
-	int64_t at_ms;
-} cache = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0 };
 
 static const char *const run_status[5] = { "queued", "running", "completed", "failed", "cancelled" };
 
@@ -66,29 +58,13 @@ worker_counter(struct out *o, struct json_object *c, const char *key, const char
 	    counter(c, key));
 }
 
-static void metrics_build(struct req *r);
-
 void
 h_metrics(struct req *r)
-{
-	/* Held while building too: concurrent scrapes wait for one statement. */
-	pthread_mutex_lock(&cache.mu);
-	if (!cache.body || now_ms() - cache.at_ms >= METRICS_CACHE_MS)
-		metrics_build(r);
-	if (!r->status && cache.body)
-		http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, cache.body,
-		    cache.len);
-	pthread_mutex_unlock(&cache.mu);
-}
-
-/* Under cache.mu: compute the answer into the cache, or answer the error. */
-static void
-metrics_build(struct req *r)
 {
 	struct metrics m;
 	struct json_object *c = NULL, *w = NULL, *le;
 	struct out o;
-	int rc = store_metrics(r->app->store, &m);
+	int rc = store_metrics(r->app->store, METRICS_CACHE_MS, &m);
 
 	if (rc != TE_OK) {
 		http_error(r, api_err_from_te(rc), "could not read the metrics: %s", te_strerror(rc));
@@ -150,14 +126,11 @@ metrics_build(struct req *r)
 	}
 	emit(&o, "tether_takeover_seconds_sum %g\ntether_takeover_seconds_count %lld\n",
 	    counter(c, "takeover_ms_sum") / 1000.0, counter(c, "takeovers"));
-	if (o.rc == TE_OK) {
-		free(cache.body);
-		cache.len = o.b.len;
-		cache.body = buf_steal(&o.b);
-		cache.at_ms = now_ms();
-	} else {
+	if (o.rc == TE_OK)
+		http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, o.b.data,
+		    o.b.len);
+	else
 		http_error(r, API_INTERNAL, "could not write the metrics: %s", te_strerror(o.rc));
-	}
 	buf_free(&o.b);
 	json_object_put(c);
 	json_object_put(w);
