@@ -69,6 +69,14 @@ provider_usage(struct provider_call *c)
 	return ((struct provider_call_base *)c)->ops->usage(c);
 }
 
+const struct toolcalls *
+provider_tool_calls(struct provider_call *c)
+{
+	const struct provider_ops *ops = ((struct provider_call_base *)c)->ops;
+
+	return ops->tool_calls ? ops->tool_calls(c) : NULL;
+}
+
 void
 provider_free(struct provider_call *c)
 {

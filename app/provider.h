@@ -11,10 +11,13 @@
 
 struct config;
 struct provider_call;
+struct toolcalls;
 
 struct provider_msg {
-	const char *role;       /* system, user, assistant */
+	const char *role;       /* system, user, assistant, tool */
 	const char *content;
+	const char *tool_calls_json;    /* assistant: [{"id","name","arguments":{}}…] or NULL */
+	const char *tool_call_id;       /* tool: the call this output answers, else NULL */
 };
 
 struct provider_req {
@@ -25,6 +28,8 @@ struct provider_req {
 	const struct provider_msg *msgs;        /* the conversation, the new input last */
 	size_t nmsgs;
 	const char *params_json;                /* validated at run creation; may be NULL */
+	const char *tools_json;                 /* [{"type":"function","function":{…}}…], validated; may be NULL */
+	const char *tool_choice_json;           /* "auto" | "none" | "required" | {…} as JSON; may be NULL */
 };
 
 /* Is this model name servable here? 0, or -1 with a sentence in err. */
@@ -42,6 +47,9 @@ int provider_next(struct provider_call *c, struct buf *chunk, int *eof, char *er
 void provider_cancel(struct provider_call *c);
 /* Token usage as a JSON object once known, else NULL. Owned by the call. */
 const char *provider_usage(struct provider_call *c);
+/* The tool calls the reply asked for, after eof: NULL or a set with none when it
+ * asked for none. Owned by the call. */
+const struct toolcalls *provider_tool_calls(struct provider_call *c);
 void provider_free(struct provider_call *c);
 
 /* Implementations. */
@@ -51,6 +59,7 @@ struct provider_ops {
 	int (*next)(struct provider_call *c, struct buf *chunk, int *eof, char *err, size_t errlen);
 	void (*cancel)(struct provider_call *c);
 	const char *(*usage)(struct provider_call *c);
+	const struct toolcalls *(*tool_calls)(struct provider_call *c);        /* may be NULL */
 	void (*free)(struct provider_call *c);
 };
 
