@@ -112,6 +112,37 @@ on_delta(struct aisdk *s, struct buf *out, const char *id, int attempt, struct j
 	return rc;
 }
 
+/* tool_call -> tool-input-available, the attempt in providerMetadata.tether (a
+ * reset's data part names the abandoned attempt: an application drops that
+ * attempt's tool parts as it drops its text part). */
+static int
+on_tool_call(struct buf *out, const char *id, int attempt, struct json_object *d)
+{
+	struct json_object *cid, *name, *args, *c;
+	int rc;
+
+	if (!json_object_object_get_ex(d, "id", &cid) || !json_object_is_type(cid, json_type_string) ||
+	    !json_object_object_get_ex(d, "name", &name) || !json_object_is_type(name, json_type_string) ||
+	    !json_object_object_get_ex(d, "arguments", &args))
+		return TE_INVAL;
+	c = json_object_new_object();
+	json_object_object_add(c, "type", json_object_new_string("tool-input-available"));
+	json_object_object_add(c, "toolCallId", json_object_get(cid));
+	json_object_object_add(c, "toolName", json_object_get(name));
+	json_object_object_add(c, "input", json_object_get(args));
+	{
+		struct json_object *meta = json_object_new_object(), *t = json_object_new_object();
+
+		json_object_object_add(t, "attempt", json_object_new_int(attempt));
+		json_object_object_add(meta, "tether", t);
+		json_object_object_add(c, "providerMetadata", meta);
+	}
+	rc = frame_str(out, id, json_object_to_json_string_ext(c, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(c);
+	return rc;
+}
+
 /* failed: the error's message (its code when it has none). */
 static int
 on_failed(struct buf *out, const char *id, struct json_object *d)
@@ -182,10 +213,9 @@ aisdk_event(struct aisdk *s, struct buf *out, int attempt, int64_t seq, const ch
 	char id[48];
 	int rc = TE_INVAL;
 
-	/* An event kind without a mapping yet (tool_call until tools land) is left out
-	 * rather than ending the stream. */
+	/* An event kind without a mapping is left out rather than ending the stream. */
 	if (strcmp(event, "start") && strcmp(event, "reset") && strcmp(event, "delta") &&
-	    strcmp(event, "done"))
+	    strcmp(event, "done") && strcmp(event, "tool_call"))
 		return TE_OK;
 	if (!(tok = json_tokener_new()))
 		return TE_NOMEM;
@@ -201,6 +231,8 @@ aisdk_event(struct aisdk *s, struct buf *out, int attempt, int64_t seq, const ch
 		rc = on_delta(s, out, id, attempt, d);
 	else if (!strcmp(event, "done"))
 		rc = on_done(s, out, id, d);
+	else if (!strcmp(event, "tool_call"))
+		rc = on_tool_call(out, id, attempt, d);
 out:
 	json_object_put(d);
 	json_tokener_free(tok);

@@ -7,6 +7,8 @@
  *   start    -> start {messageId: run}, start-step (once per connection), text-start
  *   delta    -> text-delta (a text-start first if this connection has no open part)
  *   reset    -> text-end of the open part, data-tether-reset (transient), text-start
+ *   tool_call -> tool-input-available {toolCallId, toolName, input,
+ *               providerMetadata: {tether: {attempt}}}
  *   done     -> completed/requires_action: text-end, finish-step, finish;
  *               failed: error {errorText}; cancelled: abort; then data: [DONE]
  * A text part's id is "<run id>:<attempt>". */
@@ -33,10 +35,9 @@ struct aisdk {
 
 /* last_attempt: the attempt of the client's Last-Event-ID (0: none). */
 void aisdk_init(struct aisdk *s, const char *run_id, int last_attempt);
-/* Append the frames for one tether event (event "start", "reset", "delta", "done"
- * with its JSON data). TE_INVAL for data that is not what tether writes;
- * TE_TOOLARGE when out is full. Other events (no mapping yet: tool_call) write
- * nothing and return TE_OK. */
+/* Append the frames for one tether event (event "start", "reset", "delta",
+ * "tool_call", "done" with its JSON data). TE_INVAL for data that is not what tether
+ * writes; TE_TOOLARGE when out is full. Other events write nothing and return TE_OK. */
 TE_MUST_CHECK int aisdk_event(struct aisdk *s, struct buf *out, int attempt, int64_t seq,
     const char *event, const char *data, size_t len);
 

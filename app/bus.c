@@ -17,7 +17,8 @@
 #include <string.h>
 
 
-static const char *const ev_names[EV__MAX] = { "start", "delta", "reset", "done", "unknown" };
+static const char *const ev_names[EV__MAX] = { "start", "delta", "reset", "done", "tool_call",
+    "unknown" };
 
 const char *
 bus_ev_name(enum bus_ev t)

@@ -18,7 +18,7 @@ struct bus_sub;
  * add RePublish to an existing stream, so the events moved to a new one. */
 #define BUS_STREAM "TETHER_EVENTS"
 
-enum bus_ev { EV_START = 0, EV_DELTA, EV_RESET, EV_DONE, EV_UNKNOWN, EV__MAX };
+enum bus_ev { EV_START = 0, EV_DELTA, EV_RESET, EV_DONE, EV_TOOL_CALL, EV_UNKNOWN, EV__MAX };
 
 const char *bus_ev_name(enum bus_ev t);
 enum bus_ev bus_ev_parse(const char *s);
@@ -29,7 +29,8 @@ struct bus_event {
 	int attempt;
 	int64_t seq;
 	enum bus_ev type;
-	int64_t end;            /* Tether-End: output bytes up to and including this delta */
+	int64_t end;            /* Tether-End: output bytes up to and including this delta
+	                         * (a tool_call: the output bytes before it, all of them) */
 	const char *data;
 	size_t len;
 	uint64_t pending;       /* messages the consumer still has to deliver */

@@ -32,7 +32,7 @@ event_msg(natsMsg **out, const char *subject, const char *reply, enum bus_ev typ
 		s = natsMsgHeader_Set(m, "Tether-Attempt", abuf);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(m, "Tether-Seq", sbuf);
-	if (s == NATS_OK && type == EV_DELTA)
+	if (s == NATS_OK && (type == EV_DELTA || type == EV_TOOL_CALL))
 		s = natsMsgHeader_Set(m, "Tether-End", ebuf);
 	if (s != NATS_OK) {
 		natsMsg_Destroy(m);

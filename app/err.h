@@ -38,6 +38,7 @@ enum api_err {
 	API_METHOD_NOT_ALLOWED,
 	API_THREAD_BUSY,
 	API_IDEMPOTENCY_CONFLICT,
+	API_CONFLICT,                   /* 409: the resource is not in a state for this */
 	API_PAYLOAD_TOO_LARGE,
 	API_UNSUPPORTED_MEDIA_TYPE,
 	API_TOO_MANY_REQUESTS,

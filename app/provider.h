@@ -85,7 +85,10 @@ struct mock_spec {
 	int history;            /* history: first chunk describes the conversation */
 	long big;               /* big:<N>: a first chunk of N bytes that escape to ~6N, 0 when absent */
 	long crash_at;          /* crash:<K>: the worker aborts at chunk K, 0 when absent */
+	int ntools;             /* tool:<name> words (at most MOCK_MAX_TOOLS), in order */
+	char tools[8][65];
 };
+#define MOCK_MAX_TOOLS 8
 void mock_parse(const char *input, struct mock_spec *spec);
 
 #endif

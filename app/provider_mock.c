@@ -2,10 +2,16 @@
  * Chunk i (1-based) is due at call start + i * MS and reads
  * "t<call-start unix ms> chunk-<i> ", or "chunk-<i>@<unix us> " with emit.
  * big:<N> sends an N-byte chunk of control bytes first; crash:<K> aborts the
- * process at chunk K (a poison run, for the max_attempts policy). */
+ * process at chunk K (a poison run, for the max_attempts policy).
+ * tool:<name> (up to 8) calls tool <name> with {"n":1} after the text (no text
+ * unless slow: asks for some), the arguments in two fragments MS apart, id
+ * "call_<first 8 of the run id>_<i>" (the same on every attempt). A continuation
+ * (the conversation ends with tool outputs) first replies "tool=<id>:<output> "
+ * per output, then the text slow: asks for, and calls no tool. */
 #include "provider.h"
 #include "config.h"
 #include "err.h"
+#include "toolcall.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -25,8 +31,13 @@ struct mock_call {
 	int64_t start_wall_ms;
 	int64_t start_mono_ms;
 	long sent;
+	long step;                      /* chunks and call fragments due so far */
 	int history_sent;
 	int big_sent;
+	size_t outputs_from;            /* continuation: msgs[outputs_from..] are tool outputs */
+	size_t outputs_sent;
+	int fragments_sent;             /* tool call fragments (two per call) */
+	struct toolcalls calls;
 	pthread_mutex_t mu;             /* guards cancelled */
 	pthread_cond_t cv;
 	int cancelled;
@@ -130,6 +141,23 @@ mock_parse(const char *input, struct mock_spec *spec)
 	}
 	spec->emit = find_word(input, input, "emit", 1) != NULL;
 	spec->history = find_word(input, input, "history", 1) != NULL;
+	spec->ntools = 0;
+	for (p = find_word(input, input, "tool:", 0); p && spec->ntools < MOCK_MAX_TOOLS;
+	    p = find_word(input, p + 1, "tool:", 0)) {
+		const char *d = p + 5;
+		size_t len = 0;
+
+		while (len < 64 && ((d[len] >= 'a' && d[len] <= 'z') || (d[len] >= 'A' && d[len] <= 'Z') ||
+		    (d[len] >= '0' && d[len] <= '9') || d[len] == '_' || d[len] == '-'))
+			len++;
+		if (len == 0 || !word_end(d[len]) || d[len] == '-')
+			continue;
+		memcpy(spec->tools[spec->ntools], d, len);
+		spec->tools[spec->ntools++][len] = '\0';
+	}
+	/* A reply that calls tools has text only when slow: asks for it. */
+	if (spec->ntools > 0 && !find_word(input, input, "slow:", 0))
+		spec->chunks = 0;
 }
 
 static int
@@ -143,7 +171,22 @@ mock_start(const struct provider_req *req, struct provider_call **out, char *err
 		return TE_NOMEM;
 	c->base.ops = &provider_mock_ops;
 	c->req = req;
-	mock_parse(req->nmsgs ? req->msgs[req->nmsgs - 1].content : "", &c->spec);
+	toolcalls_init(&c->calls);
+	/* Directives come from the last user message; a conversation that ends with
+	 * tool outputs is a continuation: it answers them and calls no tool. */
+	c->outputs_from = req->nmsgs;
+	while (c->outputs_from > 0 && !strcmp(req->msgs[c->outputs_from - 1].role, "tool"))
+		c->outputs_from--;
+	{
+		size_t u = c->outputs_from;
+
+		while (u > 0 && strcmp(req->msgs[u - 1].role, "user") != 0)
+			u--;
+		mock_parse(u > 0 ? req->msgs[u - 1].content : "", &c->spec);
+	}
+	if (c->outputs_from < req->nmsgs)
+		c->spec.ntools = 0;
+	c->outputs_sent = c->outputs_from;
 	if (!req->cfg || !req->cfg->mock)
 		c->spec.crash_at = 0;   /* crash:<K> only where TETHER_MOCK=1 (API.md) */
 	c->start_wall_ms = wall_ms();
@@ -200,6 +243,23 @@ mock_big(struct mock_call *c, struct buf *chunk)
 	return rc == TE_OK ? buf_puts(chunk, " ") : rc;
 }
 
+/* The next half of a tool call: id, name and '{"n":' first, then '1}', MS apart.
+ * The chunk stays empty: calls go out as events once the reply ends. */
+static int
+mock_fragment(struct mock_call *c, char *err, size_t errlen)
+{
+	int k = c->fragments_sent / 2, second = c->fragments_sent % 2;
+	char id[48];
+
+	if (mock_wait(c, c->start_mono_ms + ++c->step * c->spec.interval_ms))
+		return TE_CLOSED;
+	c->fragments_sent++;
+	snprintf(id, sizeof id, "call_%.8s_%d", c->req->run_id ? c->req->run_id : "", k);
+	if (second)
+		return toolcalls_feed(&c->calls, k, NULL, NULL, "1}", 2, err, errlen);
+	return toolcalls_feed(&c->calls, k, id, c->spec.tools[k], "{\"n\":", 5, err, errlen);
+}
+
 static int
 mock_next(struct provider_call *pc, struct buf *chunk, int *eof, char *err, size_t errlen)
 {
@@ -219,6 +279,14 @@ mock_next(struct provider_call *pc, struct buf *chunk, int *eof, char *err, size
 			return TE_CLOSED;
 		return mock_big(c, chunk);
 	}
+	if (c->outputs_sent < c->req->nmsgs) {
+		const struct provider_msg *m = &c->req->msgs[c->outputs_sent++];
+
+		if (mock_wait(c, now_ms()))
+			return TE_CLOSED;
+		return buf_printf(chunk, "tool=%s:%s ", m->tool_call_id ? m->tool_call_id : "",
+		    m->content ? m->content : "");
+	}
 	if (c->spec.crash_at && i == c->spec.crash_at) {
 		/* A poison run for the max_attempts policy (docs/DESIGN.md): the worker
 		 * dies the way a crash in a provider parser would. */
@@ -231,10 +299,12 @@ mock_next(struct provider_call *pc, struct buf *chunk, int *eof, char *err, size
 		return TE_PROVIDER;
 	}
 	if (c->sent >= c->spec.chunks) {
+		if (c->fragments_sent < 2 * c->spec.ntools)
+			return mock_fragment(c, err, errlen);
 		*eof = 1;
 		return TE_OK;
 	}
-	if (mock_wait(c, c->start_mono_ms + i * c->spec.interval_ms))
+	if (mock_wait(c, c->start_mono_ms + ++c->step * c->spec.interval_ms))
 		return TE_CLOSED;
 	c->sent = i;
 	if (c->spec.emit)
@@ -260,6 +330,12 @@ mock_usage(struct provider_call *pc)
 	return NULL;
 }
 
+static const struct toolcalls *
+mock_tool_calls(struct provider_call *pc)
+{
+	return &((struct mock_call *)pc)->calls;
+}
+
 static void
 mock_free(struct provider_call *pc)
 {
@@ -267,6 +343,7 @@ mock_free(struct provider_call *pc)
 
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
+	toolcalls_free(&c->calls);
 	free(c);
 }
 
@@ -275,5 +352,6 @@ const struct provider_ops provider_mock_ops = {
 	.next = mock_next,
 	.cancel = mock_cancel,
 	.usage = mock_usage,
+	.tool_calls = mock_tool_calls,
 	.free = mock_free,
 };

@@ -14,9 +14,11 @@
 #include "log.h"
 #include "provider.h"
 #include "store.h"
+#include "toolcall.h"
 #include "util.h"
 
 #include <errno.h>
+#include <json-c/json.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,13 +276,13 @@ gen_start_event(struct gen *g)
 /* The terminal row write, retried while PostgreSQL is away. */
 static int
 gen_finish(struct gen *g, const char *status, const char *output, size_t len, const char *error,
-    const char *usage)
+    const char *usage, const char *tool_calls)
 {
 	int64_t backoff = 100;
 
 	for (;;) {
 		int rc = store_run_finish(g->a->store, g->run, g->attempt, g->a->worker, status,
-		    output, len, error, usage);
+		    output, len, error, usage, tool_calls);
 
 		if (rc == TE_OK || rc == TE_FENCED) {
 			if (rc == TE_FENCED)
@@ -336,7 +338,7 @@ gen_fail(struct gen *g, const char *code, const char *msg)
 		buf_free(&e);
 		return;
 	}
-	if (gen_finish(g, "failed", NULL, 0, e.data, NULL) == TE_OK) {
+	if (gen_finish(g, "failed", NULL, 0, e.data, NULL, NULL) == TE_OK) {
 		g->seq++;
 		gen_done(g, "failed", e.data);
 	}
@@ -366,7 +368,7 @@ gen_fenced(struct gen *g)
 	buf_init(&e, 512);
 	if (buf_puts(&e, "{\"code\":\"unavailable\",\"message\":\"the run's event stream was lost "
 	    "(NATS lost its store); start the run again\"}") == TE_OK &&
-	    gen_finish(g, "failed", NULL, 0, e.data, NULL) == TE_OK)
+	    gen_finish(g, "failed", NULL, 0, e.data, NULL, NULL) == TE_OK)
 		run_announce_terminal(g->a, g->run, g->attempt, "failed", e.data, "final");
 	buf_free(&e);
 }
@@ -384,7 +386,7 @@ gen_abandon(struct gen *g, const char *code, const char *msg)
 	buf_init(&e, JSON_STR_MAX(strlen(msg)) + strlen(code) + 64);
 	if (buf_printf(&e, "{\"code\":\"%s\",\"message\":", code) == TE_OK &&
 	    buf_json_str(&e, msg, strlen(msg)) == TE_OK && buf_puts(&e, "}") == TE_OK &&
-	    gen_finish(g, "failed", NULL, 0, e.data, NULL) == TE_OK)
+	    gen_finish(g, "failed", NULL, 0, e.data, NULL, NULL) == TE_OK)
 		run_announce_terminal(g->a, g->run, g->attempt, "failed", e.data, "final");
 	buf_free(&e);
 }
@@ -442,11 +444,17 @@ gen_delta(struct gen *g, struct buf *data, const char *text, size_t len, size_t 
 	return TE_OK;
 }
 
+/* The conversation sent upstream: the system prompt, the thread's history, then
+ * the run's input (a continuation has none: its tool messages end the history).
+ * An assistant message's tool calls go up only when tool messages follow it (a
+ * run cancelled while it waited for outputs left calls nobody answered, which
+ * providers refuse); a message left with neither text nor calls is dropped. */
 static int
 gen_messages(struct gen *g, struct provider_msg **out, size_t *n)
 {
 	size_t k = 0, cap = g->ctx.nhistory + 2;
 	struct provider_msg *m = calloc(cap, sizeof *m);
+	const struct chat_msg *h = g->ctx.history;
 
 	if (!m)
 		return TE_NOMEM;
@@ -455,14 +463,57 @@ gen_messages(struct gen *g, struct provider_msg **out, size_t *n)
 		m[k++].content = g->cfg->system_prompt;
 	}
 	for (size_t i = 0; i < g->ctx.nhistory; i++) {
-		m[k].role = g->ctx.history[i].role;
-		m[k++].content = g->ctx.history[i].content;
+		int answered = h[i].tool_calls_json && i + 1 < g->ctx.nhistory &&
+		    !strcmp(h[i + 1].role, "tool");
+
+		if (!strcmp(h[i].role, "assistant") && !answered && !h[i].content[0])
+			continue;
+		m[k].role = h[i].role;
+		m[k].content = h[i].content;
+		m[k].tool_calls_json = answered ? h[i].tool_calls_json : NULL;
+		m[k++].tool_call_id = h[i].tool_call_id;
 	}
-	m[k].role = "user";
-	m[k++].content = g->ctx.input;
+	if (g->ctx.input) {
+		m[k].role = "user";
+		m[k++].content = g->ctx.input;
+	}
 	*out = m;
 	*n = k;
 	return TE_OK;
+}
+
+/* The reply asked for tools: one tool_call event per call (after the deltas, each
+ * with the output's length as its end), then the row says requires_action with
+ * the calls, then done. *calls_json is the calls as stored. */
+static int
+gen_tool_calls(struct gen *g, const struct toolcalls *tc, size_t out_len, struct buf *calls_json)
+{
+	struct json_object *arr;
+	char err[512];
+	int rc;
+
+	if ((rc = toolcalls_json(tc, g->attempt, calls_json, err, sizeof err)) != TE_OK) {
+		atomic_fetch_add(&g->a->ctr.provider_errors, 1);
+		gen_fail(g, "provider_error", err);
+		return rc;
+	}
+	if (!(arr = json_tokener_parse(calls_json->data)))
+		return TE_NOMEM;
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		const char *ev = json_object_to_json_string_ext(json_object_array_get_idx(arr, i),
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+
+		g->seq++;
+		rc = gen_publish(g, EV_TOOL_CALL, (int64_t)out_len, NULL, ev, strlen(ev), 0);
+		if (rc != TE_OK)
+			break;
+	}
+	json_object_put(arr);
+	if (rc == TE_FENCED)
+		gen_fenced(g);
+	else if (rc != TE_OK)
+		gen_publish_failed(g, rc, "tool_call event");
+	return rc;
 }
 
 static void
@@ -527,6 +578,8 @@ gen_run(struct gen *g)
 	preq.msgs = msgs;
 	preq.nmsgs = nmsgs;
 	preq.params_json = g->ctx.params_json;
+	preq.tools_json = g->ctx.tools_json;
+	preq.tool_choice_json = g->ctx.tool_choice_json;
 	err[0] = '\0';
 	if ((rc = provider_start(&preq, &call, err, sizeof err)) != TE_OK) {
 		atomic_fetch_add(&g->a->ctr.provider_errors, 1);
@@ -575,9 +628,17 @@ gen_run(struct gen *g)
 		}
 	}
 	{
-		const char *usage = provider_usage(call);
+		const char *usage = provider_usage(call), *status = "completed";
+		const struct toolcalls *tc = provider_tool_calls(call);
 
-		/* Every delta stored before the row says completed (then done). */
+		g->seq--;       /* the loop counted the eof */
+		buf_reset(&data);
+		if (tc && toolcalls_count(tc) > 0) {
+			if (gen_tool_calls(g, tc, out.len, &data) != TE_OK)
+				goto out;
+			status = "requires_action";
+		}
+		/* Every event stored before the row says completed (then done). */
 		if ((rc = gen_settle(g)) == TE_FENCED) {
 			gen_fenced(g);
 			goto out;
@@ -586,10 +647,12 @@ gen_run(struct gen *g)
 			gen_publish_failed(g, rc, "delta event");
 			goto out;
 		}
-		if (gen_finish(g, "completed", out.data ? out.data : "", out.len, NULL, usage) != TE_OK)
+		if (gen_finish(g, status, out.data ? out.data : "", out.len, NULL, usage,
+		    data.len ? data.data : NULL) != TE_OK)
 			goto out;
+		g->seq++;
+		gen_done(g, status, NULL);
 	}
-	gen_done(g, "completed", NULL);
 	tlog_run(LOG_DEBUG, g->run, g->attempt, "completed: %lld chunks, %zu bytes",
 	    (long long)g->seq - 1, out.len);
 out:

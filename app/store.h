@@ -104,6 +104,8 @@ struct run_state {
 	char *output;                   /* NULL unless completed; freed by store_run_state_free */
 	size_t output_len;
 	char *error_json;               /* NULL unless failed */
+	char *tool_calls_json;          /* the calls the final attempt asked for, else NULL */
+	int ncalls;
 };
 /* tenant NULL: any tenant (internal callers). */
 TE_MUST_CHECK int store_run_state(struct store *st, const char *tenant, const char *id, struct run_state *out);
@@ -120,14 +122,19 @@ TE_MUST_CHECK int store_run_cancel(struct store *st, const char *tenant, const c
 struct chat_msg {
 	char role[16];
 	char *content;
+	char *tool_calls_json;          /* assistant: the calls it made, else NULL */
+	char *tool_call_id;             /* tool: the call answered, else NULL */
 };
 
 struct run_ctx {
 	char thread_id[UUID_LEN + 1];
 	char model[129];
-	char *input;
+	char *input;                    /* NULL for a continuation (its tool messages end the history) */
 	char *params_json;              /* NULL when none */
-	struct chat_msg *history;       /* thread messages before this run, oldest first */
+	char *tools_json;               /* NULL when none */
+	char *tool_choice_json;         /* NULL when none */
+	struct chat_msg *history;       /* thread messages before this run's input, oldest
+	                                 * first (a continuation's: up to its tool outputs) */
 	size_t nhistory;
 	long max_output_bytes;          /* the tenant's quota on output per run */
 };
@@ -135,10 +142,41 @@ TE_MUST_CHECK int store_run_context(struct store *st, const char *run_id, struct
 void store_run_context_free(struct run_ctx *c);
 
 /* Terminal write, fenced: only the owner of this attempt of a running run succeeds
- * (TE_FENCED otherwise). completed also stores the assistant message. */
+ * (TE_FENCED otherwise). completed and requires_action also store the assistant
+ * message (requires_action with its tool_calls_json). */
 TE_MUST_CHECK int store_run_finish(struct store *st, const char *run_id, int attempt, long worker,
     const char *status, const char *output, size_t output_len, const char *error_json,
-    const char *usage_json);
+    const char *usage_json, const char *tool_calls_json);
+
+/* POST /v1/runs/{id}/tool_outputs: the run (requires_action) becomes completed and
+ * its continuation is created running, owned by this worker, with a tool message
+ * per output, in one transaction. */
+struct run_continue {
+	const char *tenant;
+	const char *run_id;
+	const char *idempotency_key;    /* NULL: none */
+	const char *outputs_json;       /* [{"tool_call_id","output"}…] in the calls' order */
+	long worker;
+	const char *pod;
+	pid_t pid;
+	int tenant_max_active;
+};
+enum continue_outcome {
+	CONT_CREATED = 0,
+	CONT_REPLAYED,                  /* the same outputs (or Idempotency-Key) again */
+	CONT_IDEMPOTENCY_MISMATCH,      /* the Idempotency-Key was used for another request */
+	CONT_NOT_WAITING,               /* the run is not in requires_action (status in out) */
+	CONT_TENANT_LIMIT,
+};
+struct run_continued {
+	enum continue_outcome outcome;
+	char run_id[UUID_LEN + 1];      /* the continuation */
+	char thread_id[UUID_LEN + 1];
+	char status[16];                /* the continuation's; CONT_NOT_WAITING: the run's */
+	int attempt;
+};
+TE_MUST_CHECK int store_run_continue(struct store *st, const struct run_continue *in,
+    struct run_continued *out);
 
 /* Claim up to max finished runs whose end is older than grace_s and whose events
  * are still in JetStream (marking them purged): *ids (caller frees) holds n UUIDs. */

@@ -1,5 +1,5 @@
-/* store_runs.c - runs: create (idempotent, one active per thread), read, cancel,
- * the generator's context, and the fenced terminal write. */
+/* store_runs.c - runs: create (idempotent, one active per thread), continue after
+ * tool outputs, read, cancel, the generator's context, and the fenced terminal write. */
 #include "store_int.h"
 #include "config.h"
 #include "err.h"
@@ -15,7 +15,11 @@
 	"   'pod', r.owner_pod, 'pid', r.owner_pid, 'worker', r.owner) END," \
 	" 'model', r.model, 'created_at', tether_ts(r.created_at)," \
 	" 'started_at', tether_ts(r.started_at), 'finished_at', tether_ts(r.finished_at)," \
-	" 'output', r.output, 'error', r.error, 'usage', r.usage, 'takeovers', r.takeovers)"
+	" 'output', r.output, 'error', r.error, 'usage', r.usage, 'takeovers', r.takeovers," \
+	" 'required_action', CASE WHEN r.status = 'requires_action'" \
+	"   THEN json_build_object('tool_calls', r.tool_calls) END," \
+	" 'tool_calls', r.tool_calls, 'continues', r.continues," \
+	" 'continued_by', (SELECT c.id FROM runs c WHERE c.continues = r.id))"
 
 static int
 run_lookup_idem(struct store *st, struct pgc *c, const struct run_new *in, const char *hash_src,
@@ -53,7 +57,8 @@ store_run_create(struct store *st, const struct run_new *in, struct run_created 
 	static const char lock_tenant[] =
 	    "SELECT pg_advisory_xact_lock(" TENANT_LOCK_CLASS_STR ", hashtext($1::text))";
 	static const char active[] =
-	    "SELECT (SELECT id FROM runs WHERE thread_id = $1 AND status IN ('queued', 'running')),"
+	    "SELECT (SELECT id FROM runs WHERE thread_id = $1"
+	    "   AND status IN ('queued', 'running', 'requires_action')),"
 	    " (SELECT count(*) FROM runs WHERE tenant_id = $2 AND status IN ('queued', 'running'))";
 	static const char insert[] =
 	    "WITH r AS (INSERT INTO runs (tenant_id, thread_id, status, owner, owner_pod, owner_pid,"
@@ -161,6 +166,165 @@ out:
 	return rc;
 }
 
+/* The continuation of run_id, if any: replay when its fingerprint matches. */
+static int
+continuation_lookup(struct store *st, struct pgc *c, const struct run_continue *in,
+    const char *hash_src, struct run_continued *out)
+{
+	static const char by_key[] =
+	    "SELECT id, thread_id, status, attempt, request_hash = sha256(convert_to($3, 'UTF8'))"
+	    " FROM runs WHERE tenant_id = $1 AND idempotency_key = $2";
+	static const char by_run[] =
+	    "SELECT id, thread_id, status, attempt, request_hash = sha256(convert_to($2, 'UTF8'))"
+	    " FROM runs WHERE continues = $1";
+	const char *pk[] = { in->tenant, in->idempotency_key, hash_src };
+	const char *pr[] = { in->run_id, hash_src };
+	PGresult *res;
+	int rc;
+
+	if (in->idempotency_key)
+		rc = st_exec(st, c, by_key, 3, pk, &res, NULL);
+	else
+		rc = st_exec(st, c, by_run, 2, pr, &res, NULL);
+	if (rc != TE_OK)
+		return rc;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return TE_NOTFOUND;
+	}
+	snprintf(out->run_id, sizeof out->run_id, "%s", PQgetvalue(res, 0, 0));
+	snprintf(out->thread_id, sizeof out->thread_id, "%s", PQgetvalue(res, 0, 1));
+	snprintf(out->status, sizeof out->status, "%s", PQgetvalue(res, 0, 2));
+	out->attempt = atoi(PQgetvalue(res, 0, 3));
+	out->outcome = PQgetvalue(res, 0, 4)[0] == 't' ? CONT_REPLAYED
+	    : in->idempotency_key ? CONT_IDEMPOTENCY_MISMATCH : CONT_NOT_WAITING;
+	PQclear(res);
+	return TE_OK;
+}
+
+/* By the Idempotency-Key first, then the run's continuation made without it. */
+static int
+continuation_find(struct store *st, struct pgc *c, const struct run_continue *in,
+    const char *hash_src, struct run_continued *out)
+{
+	struct run_continue any = *in;
+	int rc = continuation_lookup(st, c, in, hash_src, out);
+
+	if (rc != TE_NOTFOUND || !in->idempotency_key)
+		return rc;
+	any.idempotency_key = NULL;
+	return continuation_lookup(st, c, &any, hash_src, out);
+}
+
+int
+store_run_continue(struct store *st, const struct run_continue *in, struct run_continued *out)
+{
+	static const char lock_run[] =
+	    "SELECT status, thread_id FROM runs WHERE id = $1 AND tenant_id = $2 FOR UPDATE";
+	static const char lock_tenant[] =
+	    "SELECT pg_advisory_xact_lock(" TENANT_LOCK_CLASS_STR ", hashtext($1::text))";
+	static const char count[] =
+	    "SELECT count(*) FROM runs WHERE tenant_id = $1 AND status IN ('queued', 'running')";
+	/* The run is completed (its reply asked for tools and got them); the
+	 * continuation inherits its model and request (tools, tool_choice, params). */
+	static const char insert[] =
+	    "WITH o AS (UPDATE runs SET status = 'completed' WHERE id = $1 AND status = 'requires_action'"
+	    "   RETURNING id, tenant_id, thread_id, model, request),"
+	    " r AS (INSERT INTO runs (tenant_id, thread_id, status, owner, owner_pod, owner_pid, attempt,"
+	    "   idempotency_key, request_hash, request, model, continues, tool_outputs, started_at)"
+	    "  SELECT tenant_id, thread_id, 'running', $2, $3, $4, 1, $5, sha256(convert_to($6, 'UTF8')),"
+	    "   (request - 'input') || jsonb_build_object('continues', id, 'tool_outputs', $7::jsonb),"
+	    "   model, id, $7::jsonb, clock_timestamp() FROM o"
+	    "  RETURNING id, tenant_id, thread_id),"
+	    " m AS (INSERT INTO messages (tenant_id, thread_id, role, content, tool_call_id, run_id)"
+	    "  SELECT r.tenant_id, r.thread_id, 'tool', e.v->>'output', e.v->>'tool_call_id', r.id"
+	    "  FROM r, jsonb_array_elements($7::jsonb) WITH ORDINALITY AS e(v, i) ORDER BY e.i"
+	    "  RETURNING 1)"
+	    " SELECT r.id, r.thread_id, (SELECT count(*) FROM m) FROM r";
+	char worker[24], pid[16], *hash_src;
+	const char *p1[] = { in->run_id, in->tenant };
+	const char *pt[] = { in->tenant };
+	PGresult *res = NULL;
+	struct pgerr e;
+	struct pgc *c;
+	size_t hn;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	snprintf(worker, sizeof worker, "%ld", in->worker);
+	snprintf(pid, sizeof pid, "%d", (int)in->pid);
+	/* The fingerprint: this run and the outputs (as the caller's order of calls). */
+	hn = strlen(in->run_id) + strlen(in->outputs_json) + 32;
+	if (!(hash_src = malloc(hn)))
+		return TE_NOMEM;
+	snprintf(hash_src, hn, "tool_outputs\n%s\n%s", in->run_id, in->outputs_json);
+	if ((rc = pgc_acquire(st, &c)) != TE_OK) {
+		free(hash_src);
+		return rc;
+	}
+	if ((rc = st_tx(st, c, "BEGIN")) != TE_OK)
+		goto out;
+	if ((rc = st_exec(st, c, lock_run, 2, p1, &res, NULL)) != TE_OK)
+		goto rollback;
+	if (PQntuples(res) != 1) {
+		rc = TE_NOTFOUND;
+		goto rollback;
+	}
+	snprintf(out->status, sizeof out->status, "%s", PQgetvalue(res, 0, 0));
+	snprintf(out->thread_id, sizeof out->thread_id, "%s", PQgetvalue(res, 0, 1));
+	PQclear(res);
+	res = NULL;
+	if ((rc = continuation_find(st, c, in, hash_src, out)) != TE_NOTFOUND)
+		goto rollback;
+	if (strcmp(out->status, "requires_action") != 0) {
+		out->outcome = CONT_NOT_WAITING;
+		rc = TE_OK;
+		goto rollback;
+	}
+	if ((rc = st_exec(st, c, lock_tenant, 1, pt, NULL, NULL)) != TE_OK ||
+	    (rc = st_exec(st, c, count, 1, pt, &res, NULL)) != TE_OK)
+		goto rollback;
+	if (atol(PQgetvalue(res, 0, 0)) >= in->tenant_max_active) {
+		out->outcome = CONT_TENANT_LIMIT;
+		rc = TE_OK;
+		goto rollback;
+	}
+	PQclear(res);
+	res = NULL;
+	{
+		const char *p[] = { in->run_id, worker, in->pod, pid, in->idempotency_key, hash_src,
+		    in->outputs_json };
+
+		rc = st_exec(st, c, insert, 7, p, &res, &e);
+	}
+	if (rc == TE_DB && !strcmp(e.state, "23505")) {
+		/* A concurrent request won (the same key, or this run's continuation). */
+		st_tx(st, c, "ROLLBACK");
+		rc = continuation_find(st, c, in, hash_src, out);
+		goto out;
+	}
+	if (rc != TE_OK)
+		goto rollback;
+	if (PQntuples(res) != 1) {
+		rc = TE_FENCED;         /* cannot happen under the row lock */
+		goto rollback;
+	}
+	snprintf(out->run_id, sizeof out->run_id, "%s", PQgetvalue(res, 0, 0));
+	snprintf(out->status, sizeof out->status, "running");
+	out->attempt = 1;
+	out->outcome = CONT_CREATED;
+	rc = st_tx(st, c, "COMMIT");
+	goto out;
+rollback:
+	if (c->conn)
+		st_tx(st, c, "ROLLBACK");
+out:
+	PQclear(res);
+	pgc_release(st, c);
+	free(hash_src);
+	return rc;
+}
+
 int
 store_run_get(struct store *st, const char *tenant, const char *id, char **json)
 {
@@ -180,7 +344,8 @@ int
 store_run_state(struct store *st, const char *tenant, const char *id, struct run_state *out)
 {
 	static const char sql[] =
-	    "SELECT id, thread_id, status, attempt, owner, output, error::text FROM runs"
+	    "SELECT id, thread_id, status, attempt, owner, output, error::text, tool_calls::text,"
+	    " COALESCE(jsonb_array_length(tool_calls), 0) FROM runs"
 	    " WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)";
 	const char *p[] = { id, tenant };
 	PGresult *res;
@@ -198,6 +363,8 @@ store_run_state(struct store *st, const char *tenant, const char *id, struct run
 	out->output = pg_strdup(res, 0, 5);
 	out->output_len = out->output ? (size_t)PQgetlength(res, 0, 5) : 0;
 	out->error_json = pg_strdup(res, 0, 6);
+	out->tool_calls_json = pg_strdup(res, 0, 7);
+	out->ncalls = atoi(PQgetvalue(res, 0, 8));
 	PQclear(res);
 	return TE_OK;
 }
@@ -209,7 +376,8 @@ store_run_state_free(struct run_state *s)
 		return;
 	free(s->output);
 	free(s->error_json);
-	s->output = s->error_json = NULL;
+	free(s->tool_calls_json);
+	s->output = s->error_json = s->tool_calls_json = NULL;
 }
 
 int
@@ -217,7 +385,7 @@ store_run_cancel(struct store *st, const char *tenant, const char *id, struct ru
 {
 	static const char upd[] =
 	    "UPDATE runs SET status = 'cancelled', finished_at = clock_timestamp()"
-	    " WHERE id = $1 AND tenant_id = $2 AND status IN ('queued', 'running')"
+	    " WHERE id = $1 AND tenant_id = $2 AND status IN ('queued', 'running', 'requires_action')"
 	    " RETURNING attempt, owner";
 	static const char sel[] = "SELECT status, attempt, owner FROM runs WHERE id = $1 AND tenant_id = $2";
 	const char *p[] = { id, tenant };
@@ -257,15 +425,19 @@ out:
 int
 store_run_context(struct store *st, const char *run_id, struct run_ctx *out)
 {
+	/* History ends before the run's user message, or for a continuation just
+	 * after its tool messages. */
 	static const char run_sql[] =
 	    "SELECT thread_id, model, request->>'input', (request->'params')::text,"
-	    " (SELECT m.seq FROM messages m WHERE m.run_id = r.id AND m.role = 'user'"
-	    "   ORDER BY m.seq LIMIT 1),"
+	    " COALESCE((SELECT min(m.seq) FROM messages m WHERE m.run_id = r.id AND m.role = 'user'),"
+	    "   (SELECT max(m.seq) + 1 FROM messages m WHERE m.run_id = r.id AND m.role = 'tool')),"
 	    " COALESCE((SELECT l.max_output_bytes FROM tenant_limits l"
 	    "   WHERE l.tenant_id = r.tenant_id), $2::bigint)"
+	    "," " (request->'tools')::text, (request->'tool_choice')::text, r.continues IS NOT NULL"
 	    " FROM runs r WHERE r.id = $1";
 	static const char hist_sql[] =
-	    "SELECT role, content FROM messages WHERE thread_id = $1 AND seq < $2 ORDER BY seq";
+	    "SELECT role, content, tool_calls::text, tool_call_id FROM messages"
+	    " WHERE thread_id = $1 AND seq < $2 ORDER BY seq";
 	PGresult *res = NULL;
 	char dflt[24];
 	const char *p[] = { run_id, dflt };
@@ -287,8 +459,10 @@ store_run_context(struct store *st, const char *run_id, struct run_ctx *out)
 	out->input = pg_strdup(res, 0, 2);
 	out->params_json = pg_strdup(res, 0, 3);
 	out->max_output_bytes = atol(PQgetvalue(res, 0, 5));
-	if (!out->input) {
-		rc = TE_INVAL;
+	out->tools_json = pg_strdup(res, 0, 6);
+	out->tool_choice_json = pg_strdup(res, 0, 7);
+	if (!out->input && PQgetvalue(res, 0, 8)[0] != 't') {
+		rc = TE_INVAL;          /* neither an input nor a continuation */
 		goto out;
 	}
 	{
@@ -310,11 +484,16 @@ store_run_context(struct store *st, const char *run_id, struct run_ctx *out)
 	}
 	for (int i = 0; i < n; i++) {
 		snprintf(out->history[i].role, sizeof out->history[i].role, "%s", PQgetvalue(res, i, 0));
+		out->nhistory++;
 		if (!(out->history[i].content = pg_strdup(res, i, 1))) {
 			rc = TE_NOMEM;
 			goto out;
 		}
-		out->nhistory++;
+		if ((!PQgetisnull(res, i, 2) && !(out->history[i].tool_calls_json = pg_strdup(res, i, 2))) ||
+		    (!PQgetisnull(res, i, 3) && !(out->history[i].tool_call_id = pg_strdup(res, i, 3)))) {
+			rc = TE_NOMEM;
+			goto out;
+		}
 	}
 out:
 	PQclear(res);
@@ -329,37 +508,44 @@ store_run_context_free(struct run_ctx *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->nhistory; i++)
+	for (size_t i = 0; i < c->nhistory; i++) {
 		free(c->history[i].content);
+		free(c->history[i].tool_calls_json);
+		free(c->history[i].tool_call_id);
+	}
 	free(c->history);
 	free(c->input);
 	free(c->params_json);
+	free(c->tools_json);
+	free(c->tool_choice_json);
 	memset(c, 0, sizeof *c);
 }
 
 int
 store_run_finish(struct store *st, const char *run_id, int attempt, long worker,
     const char *status, const char *output, size_t output_len, const char *error_json,
-    const char *usage_json)
+    const char *usage_json, const char *tool_calls_json)
 {
 	static const char sql[] =
 	    "WITH u AS (UPDATE runs SET status = $4, output = $5, error = $6::jsonb,"
-	    "   usage = COALESCE($7::jsonb, usage), finished_at = clock_timestamp()"
+	    "   usage = COALESCE($7::jsonb, usage), tool_calls = $8::jsonb,"
+	    "   finished_at = clock_timestamp()"
 	    "  WHERE id = $1 AND attempt = $2 AND owner = $3 AND status = 'running'"
 	    "  RETURNING id, tenant_id, thread_id),"
-	    " m AS (INSERT INTO messages (tenant_id, thread_id, role, content, run_id)"
-	    "  SELECT tenant_id, thread_id, 'assistant', $5, id FROM u WHERE $4 = 'completed'"
+	    " m AS (INSERT INTO messages (tenant_id, thread_id, role, content, tool_calls, run_id)"
+	    "  SELECT tenant_id, thread_id, 'assistant', COALESCE($5, ''), $8::jsonb, id FROM u"
+	    "  WHERE $4 IN ('completed', 'requires_action')"
 	    "  RETURNING 1)"
 	    " SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM m)";
 	char a[16], w[24];
-	const char *p[] = { run_id, a, w, status, output, error_json, usage_json };
+	const char *p[] = { run_id, a, w, status, output, error_json, usage_json, tool_calls_json };
 	PGresult *res;
 	int rc;
 
 	(void)output_len;
 	snprintf(a, sizeof a, "%d", attempt);
 	snprintf(w, sizeof w, "%ld", worker);
-	if ((rc = st_query(st, sql, 7, p, &res)) != TE_OK)
+	if ((rc = st_query(st, sql, 8, p, &res)) != TE_OK)
 		return rc;
 	rc = atoi(PQgetvalue(res, 0, 0)) == 1 ? TE_OK : TE_FENCED;
 	PQclear(res);

@@ -14,7 +14,7 @@
 	" 'status', CASE WHEN r.id IS NULL THEN 'idle' ELSE 'running' END," \
 	" 'active_run_id', r.id)"
 #define THREAD_ACTIVE_JOIN \
-	" LEFT JOIN runs r ON r.thread_id = t.id AND r.status IN ('queued', 'running')"
+	" LEFT JOIN runs r ON r.thread_id = t.id AND r.status IN ('queued', 'running', 'requires_action')"
 
 static int
 one_json(struct store *st, const char *sql, int n, const char *const *p, char **json)
@@ -54,7 +54,11 @@ store_thread_get(struct store *st, const char *tenant, const char *id, char **js
 	static const char sql[] =
 	    "SELECT (" THREAD_JSON "::jsonb || jsonb_build_object('messages', COALESCE(("
 	    "   SELECT jsonb_agg(jsonb_build_object('id', m.id, 'role', m.role, 'content', m.content,"
-	    "     'run_id', m.run_id, 'created_at', tether_ts(m.created_at)) ORDER BY m.seq)"
+	    "     'run_id', m.run_id, 'created_at', tether_ts(m.created_at))"
+	    "     || CASE WHEN m.tool_calls IS NULL THEN '{}'::jsonb"
+	    "        ELSE jsonb_build_object('tool_calls', m.tool_calls) END"
+	    "     || CASE WHEN m.tool_call_id IS NULL THEN '{}'::jsonb"
+	    "        ELSE jsonb_build_object('tool_call_id', m.tool_call_id) END ORDER BY m.seq)"
 	    "   FROM messages m WHERE m.thread_id = t.id), '[]'::jsonb)))::text"
 	    " FROM threads t" THREAD_ACTIVE_JOIN
 	    " WHERE t.id = $1 AND t.tenant_id = $2";
@@ -128,7 +132,8 @@ store_thread_run(struct store *st, const char *tenant, const char *thread_id,
 {
 	static const char sql[] =
 	    "SELECT (SELECT r.id FROM runs r WHERE r.thread_id = t.id"
-	    "   ORDER BY (r.status IN ('queued', 'running')) DESC, r.created_at DESC LIMIT 1)"
+	    "   ORDER BY (r.status IN ('queued', 'running', 'requires_action')) DESC,"
+	    "   r.created_at DESC LIMIT 1)"
 	    " FROM threads t WHERE t.id = $1 AND t.tenant_id = $2";
 	const char *p[] = { thread_id, tenant };
 	PGresult *res;

@@ -3,7 +3,10 @@
  *  - events of attempts older than the one being streamed are skipped;
  *  - seq 0 of an attempt is sent as `reset` when the client already holds text of an
  *    older attempt, else as `start` (a watcher attaching after a takeover sees no reset);
- *  - events up to the client's Last-Event-ID of the same attempt are skipped. */
+ *  - events up to the client's Last-Event-ID of the same attempt are skipped;
+ *  - delta, tool_call and done are relayed (an attempt's tool calls follow its
+ *    deltas); the tool calls of `cur` the client holds are counted, so that a
+ *    completion from PostgreSQL sends only the others. */
 #ifndef TETHER_WATCH_H
 #define TETHER_WATCH_H
 
@@ -17,6 +20,8 @@ struct watch {
 	int64_t client_seq;     /* last seq of client_attempt the client holds */
 	int64_t sent_end;       /* output bytes of `cur` the client holds (Tether-End) */
 	int end_known;          /* sent_end is exact: client_seq was seen on the stream or sent */
+	int sent_calls;         /* tool calls of `cur` the client holds */
+	int64_t calls_seq;      /* seq of the last of them counted */
 	uint64_t last_sseq;     /* stream sequence of the last event consumed */
 	int done;
 };
@@ -40,9 +45,13 @@ struct watch_synth {
 	int attempt;
 	int64_t delta_seq;      /* id seq of the delta carrying the rest of the output */
 	int64_t delta_from;     /* output byte offset the delta starts at (-1: no delta) */
+	int calls_from;         /* index of the first tool call to send (calls_from..ncalls-1) */
+	int64_t calls_seq;      /* id seq of that call; the next ones follow */
 	int64_t done_seq;
 };
+/* completed: the row holds the attempt's whole output (completed, or ended asking
+ * for its ncalls tool calls). */
 void watch_synthesise(const struct watch *w, int attempt, int completed, int64_t output_len,
-    struct watch_synth *s);
+    int ncalls, struct watch_synth *s);
 
 #endif

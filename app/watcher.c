@@ -26,6 +26,7 @@
 #include "watch.h"
 
 #include <fcntl.h>
+#include <json-c/json.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -235,15 +236,38 @@ relay(struct watcher *x, const struct bus_event *ev)
 	return rc;
 }
 
-/* The row is terminal and the stream holds nothing more for us: finish from it. */
+/* The tool calls from..ncalls-1 of the row, as tool_call events from seq on. */
+static int
+synth_calls(struct watcher *x, const struct run_state *rs, const struct watch_synth *s)
+{
+	struct json_object *arr = json_tokener_parse(rs->tool_calls_json);
+	int rc = arr && json_object_is_type(arr, json_type_array) ? TE_OK : TE_INVAL;
+
+	for (int i = s->calls_from; rc == TE_OK && i < rs->ncalls; i++) {
+		const char *ev = json_object_to_json_string_ext(json_object_array_get_idx(arr, (size_t)i),
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+
+		rc = send_event(x, s->attempt, s->calls_seq + (i - s->calls_from), "tool_call", ev,
+		    strlen(ev));
+	}
+	json_object_put(arr);
+	return rc;
+}
+
+/* The row is terminal and the stream holds nothing more for us: finish from it.
+ * A run that ended asking for tools ended its stream with done{requires_action},
+ * whatever it became since (continued, or cancelled while it waited). */
 static int
 synthesise(struct watcher *x, const struct run_state *rs)
 {
 	struct watch_synth s;
 	struct buf b;
-	int completed = !strcmp(rs->status, "completed"), rc = TE_OK;
+	int asked = rs->tool_calls_json && rs->ncalls > 0 && strcmp(rs->status, "failed") != 0;
+	int completed = asked || !strcmp(rs->status, "completed"), rc = TE_OK;
+	const char *status = asked ? "requires_action" : rs->status;
 
-	watch_synthesise(&x->w, rs->attempt, completed, (int64_t)rs->output_len, &s);
+	watch_synthesise(&x->w, rs->attempt, completed, (int64_t)rs->output_len,
+	    asked ? rs->ncalls : 0, &s);
 	tlog_run(LOG_INFO, x->run, rs->attempt, "completing a watcher from PostgreSQL (%s)",
 	    rs->status);
 	buf_init(&b, rs->output_len * 2 + 8192);
@@ -258,8 +282,10 @@ synthesise(struct watcher *x, const struct run_state *rs)
 			rc = send_event(x, s.attempt, s.delta_seq, "delta", b.data, b.len);
 		buf_reset(&b);
 	}
+	if (rc == TE_OK && asked)
+		rc = synth_calls(x, rs, &s);
 	if (rc == TE_OK) {
-		rc = event_done_json(&b, rs->status, rs->error_json);
+		rc = event_done_json(&b, status, asked ? NULL : rs->error_json);
 		if (rc == TE_OK)
 			rc = send_event(x, s.attempt, s.done_seq, "done", b.data, b.len);
 	}

@@ -21,6 +21,7 @@ static const struct route routes[] = {
 	{ R_RUN, "/v1/runs/*", P_ID, M_GET, AUTH_KEY, h_run_get },
 	{ R_RUN_EVENTS, "/v1/runs/*/events", P_ID, M_GET, AUTH_KEY, h_run_events },
 	{ R_RUN_CANCEL, "/v1/runs/*/cancel", P_ID, M_POST, AUTH_KEY, h_run_cancel },
+	{ R_RUN_TOOL_OUTPUTS, "/v1/runs/*/tool_outputs", P_ID, M_POST, AUTH_KEY, h_run_tool_outputs },
 	{ R_ADMIN_KEYS, "/v1/admin/tenants/*/keys", P_NAME, M_POST, AUTH_ADMIN, h_admin_keys },
 	{ R_ADMIN_KEYS, "/v1/admin/tenants/*/keys", P_NAME, M_GET, AUTH_ADMIN, h_admin_keys_list },
 	{ R_ADMIN_KEY, "/v1/admin/keys/*", P_ID, M_DELETE, AUTH_ADMIN, h_admin_key_revoke },

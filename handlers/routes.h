@@ -18,6 +18,7 @@ enum route_id {
 	R_RUN,
 	R_RUN_EVENTS,
 	R_RUN_CANCEL,
+	R_RUN_TOOL_OUTPUTS,
 	R_ADMIN_KEYS,
 	R_ADMIN_RECOVER,
 	R_ADMIN_KEY,
@@ -64,6 +65,7 @@ void h_run_get(struct req *r);
 void h_run_events(struct req *r);
 void h_thread_events(struct req *r);
 void h_run_cancel(struct req *r);
+void h_run_tool_outputs(struct req *r);
 void h_admin_keys(struct req *r);
 void h_admin_keys_list(struct req *r);
 void h_admin_key_revoke(struct req *r);
@@ -72,6 +74,16 @@ void h_admin_limits_put(struct req *r);
 void h_admin_recover(struct req *r);
 void h_bench_stream(struct req *r);
 
+/* Run creation's answer (202/200 {"run_id","thread_id","status","attempt",
+ * "events_url","continues"?}); continues: the run a continuation follows, or NULL. */
+void run_accepted(struct req *r, int status, const char *run_id, const char *thread_id,
+    const char *run_status, int attempt, const char *continues);
+/* Start the generator of a run just created (its slot reserved): 0 (the slot is
+ * the generator's now), or -1 with the error answered and the run failed (or
+ * handed back to the sweep); the slot is still the caller's to give back. */
+int run_start_created(struct req *r, const char *run_id);
+/* An Idempotency-Key header value: 1-255 printable ASCII characters. */
+int idempotency_key_ok(const char *k);
 /* The format query parameter: absent (tether's events) or ai-sdk (*aisdk = 1).
  * -1 when it is something else: the 400 invalid_field is answered. */
 int events_format(struct req *r, int *aisdk);

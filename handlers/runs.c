@@ -10,6 +10,7 @@
 #include "provider.h"
 #include "run.h"
 #include "store.h"
+#include "tools.h"
 
 #include <json-c/json.h>
 #include <math.h>
@@ -109,19 +110,22 @@ wants_stream(const struct req *r)
 	return r->accept && strstr(r->accept, "text/event-stream") != NULL;
 }
 
-static void
+void
 run_accepted(struct req *r, int status, const char *run_id, const char *thread_id,
-    const char *run_status, int attempt)
+    const char *run_status, int attempt, const char *continues)
 {
-	char body[512];
+	char body[640], cont[64] = "";
 
+	if (continues)
+		snprintf(cont, sizeof cont, ",\"continues\":\"%s\"", continues);
 	snprintf(body, sizeof body,
 	    "{\"run_id\":\"%s\",\"thread_id\":\"%s\",\"status\":\"%s\",\"attempt\":%d,"
-	    "\"events_url\":\"/v1/runs/%s/events\"}", run_id, thread_id, run_status, attempt, run_id);
+	    "\"events_url\":\"/v1/runs/%s/events\"%s}", run_id, thread_id, run_status, attempt,
+	    run_id, cont);
 	http_json_str(r, status, body);
 }
 
-static int
+int
 idempotency_key_ok(const char *k)
 {
 	size_t n = strlen(k);
@@ -134,13 +138,35 @@ idempotency_key_ok(const char *k)
 	return 1;
 }
 
+int
+run_start_created(struct req *r, const char *run_id)
+{
+	static const char why[] = "{\"code\":\"internal\",\"message\":\"could not start a generator\"}";
+	struct app *a = r->app;
+	int rc;
+
+	if (runner_spawn(a->runner, run_id, 1, RUN_FRESH, 0) == TE_OK)
+		return 0;
+	/* Fail it, fenced; if even that fails, hand it back so that the sweep resumes
+	 * it: never leave it running under this live worker. */
+	rc = store_run_finish(a->store, run_id, 1, a->worker, "failed", NULL, 0, why, NULL, NULL);
+	if (rc == TE_OK)
+		run_announce_terminal(a, run_id, 1, "failed", why, "final");
+	else if (rc != TE_FENCED && (rc = store_run_release(a->store, run_id, 1, a->worker)) != TE_OK &&
+	    rc != TE_FENCED)
+		tlog_run(LOG_ERROR, run_id, 1, "the run has no generator and could not be failed nor "
+		    "handed back: %s; the sweep fails it after max_run_s", te_strerror(rc));
+	http_error(r, API_INTERNAL, "the run %s was created but could not start", run_id);
+	return -1;
+}
+
 void
 h_runs_create(struct req *r)
 {
-	static const char *const keys[] = { "input", "model", "params", NULL };
+	static const char *const keys[] = { "input", "model", "params", "tools", "tool_choice", NULL };
 	struct app *a = r->app;
 	const struct config *cfg = a->cfg;
-	struct json_object *body = NULL, *params = NULL;
+	struct json_object *body = NULL, *params = NULL, *tools = NULL, *tool_choice = NULL;
 	const char *input, *model, *idem = r->idempotency_key;
 	struct run_created out;
 	struct run_new in;
@@ -152,7 +178,7 @@ h_runs_create(struct req *r)
 	/* The input and model escaped (up to six bytes each), params as json-c writes
 	 * them again (at most twice the body: it escapes '/'). */
 	buf_init(&req, JSON_STR_MAX(cfg->max_input) + JSON_STR_MAX(MODEL_MAX) +
-	    (size_t)cfg->max_body * 2 + 1024);
+	    (size_t)cfg->max_body * 4 + 1024);
 	buf_init(&sdk_input, (size_t)cfg->max_input);
 	if (events_format(r, &aisdk) < 0)
 		goto out;
@@ -193,6 +219,13 @@ h_runs_create(struct req *r)
 	}
 	if (params && params_check(r, params) < 0)
 		goto out;
+	json_object_object_get_ex(body, "tools", &tools);
+	json_object_object_get_ex(body, "tool_choice", &tool_choice);
+	if (tools_check(tools, tool_choice, &e) != JV_OK ||
+	    (tools && jsonv_no_nul(tools, "tools", &e) != JV_OK)) {
+		http_error_field(r, e.field, "%s", e.msg);
+		goto out;
+	}
 	if (atomic_load(&a->draining)) {
 		http_error_ex(r, API_UNAVAILABLE, NULL, NULL, "Retry-After: 1\r\n",
 		    "this server is shutting down; retry (another server will take the run)");
@@ -219,6 +252,12 @@ h_runs_create(struct req *r)
 	if (rc == TE_OK && params)
 		rc = buf_printf(&req, ",\"params\":%s",
 		    json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN));
+	if (rc == TE_OK && tools && json_object_array_length(tools) > 0)
+		rc = buf_printf(&req, ",\"tools\":%s",
+		    json_object_to_json_string_ext(tools, JSON_C_TO_STRING_PLAIN));
+	if (rc == TE_OK && tool_choice)
+		rc = buf_printf(&req, ",\"tool_choice\":%s",
+		    json_object_to_json_string_ext(tool_choice, JSON_C_TO_STRING_PLAIN));
 	if (rc == TE_OK)
 		rc = buf_puts(&req, "}");
 	if (rc != TE_OK) {
@@ -249,37 +288,20 @@ h_runs_create(struct req *r)
 	}
 	switch (out.outcome) {
 	case RUN_CREATED:
-		if (runner_spawn(a->runner, out.run_id, 1, RUN_FRESH, 0) != TE_OK) {
-			static const char why[] =
-			    "{\"code\":\"internal\",\"message\":\"could not start a generator\"}";
-
-			/* Fail it, fenced; if even that fails, hand it back so that the sweep
-			 * resumes it: never leave it running under this live worker. */
-			rc = store_run_finish(a->store, out.run_id, 1, a->worker, "failed", NULL, 0, why,
-			    NULL);
-			if (rc == TE_OK)
-				run_announce_terminal(a, out.run_id, 1, "failed", why, "final");
-			else if (rc != TE_FENCED &&
-			    (rc = store_run_release(a->store, out.run_id, 1, a->worker)) != TE_OK &&
-			    rc != TE_FENCED)
-				tlog_run(LOG_ERROR, out.run_id, 1, "the run has no generator and could not "
-				    "be failed nor handed back: %s; the sweep fails it after max_run_s",
-				    te_strerror(rc));
-			http_error(r, API_INTERNAL, "the run %s was created but could not start", out.run_id);
+		if (run_start_created(r, out.run_id) < 0)
 			goto out;
-		}
 		reserved = 0;
 		tlog_run(LOG_DEBUG, out.run_id, 1, "run created on thread %s", r->id);
 		if (wants_stream(r))
 			events_serve(r, out.run_id, NULL);
 		else
-			run_accepted(r, 202, out.run_id, r->id, "running", 1);
+			run_accepted(r, 202, out.run_id, r->id, "running", 1, NULL);
 		break;
 	case RUN_REPLAYED:
 		if (wants_stream(r))
 			events_serve(r, out.run_id, NULL);
 		else
-			run_accepted(r, 200, out.run_id, r->id, out.status, out.attempt);
+			run_accepted(r, 200, out.run_id, r->id, out.status, out.attempt, NULL);
 		break;
 	case RUN_IDEMPOTENCY_MISMATCH:
 		http_error(r, API_IDEMPOTENCY_CONFLICT,

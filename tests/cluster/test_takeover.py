@@ -118,6 +118,47 @@ def test_sigkill_single_worker(c):
     wait_until(lambda: len(c.stack.worker_pids(pod)) == 2, 20, "the master to replace the worker")
 
 
+def test_sigkill_owner_while_tool_call_arguments_stream(c):
+    """The mock streams a call's arguments in two fragments MS apart after its text;
+    the owner dies between them. Every watcher sees the call once, after the
+    reset, and the run waits for its output with the new attempt's call."""
+    ensure_all_up(c)
+    ms = 1500
+    _, rid = start_run(c, f"tool:get_weather slow:3x{ms}")
+    pod, pid, _ = owner(c, rid)
+    ws = [pod_watch(c, p, rid) for p in PODS]
+    wait_until(lambda: all(w.kinds().count("delta") >= 3 for w in ws), 30, "3 deltas")
+    t3 = time.monotonic()
+    # The first fragment is due one interval after the third chunk, the second two.
+    wait_until(lambda: time.monotonic() >= t3 + ms * 1.3 / 1000, 10, "the arguments to be under way")
+    assert all(w.kinds().count("tool_call") == 0 for w in ws), [w.kinds() for w in ws]
+    sigkill_and_reap(pid)
+    s = wait_until(lambda: (lambda s: s if s and s["status"] not in ("queued", "running") else None)(
+        c.api.run_state_or_none(rid)), 90, "the run to end")
+    assert s["status"] == "requires_action" and s["attempt"] == 2, s
+    call = {"id": f"call_{rid[:8]}_0", "name": "get_weather", "arguments": {"n": 1}}
+    assert s["required_action"] == {"tool_calls": [call]}, s
+    assert_one_attempt_text(s["output"], 3)
+    for w in ws:
+        w.wait(90)
+        assert w.final_status() == "requires_action", (w.path, w.kinds())
+        last = max(i for i, k in enumerate(w.kinds()) if k in ("start", "reset"))
+        after = w.kinds()[last:]
+        assert after == ["reset", "delta", "delta", "delta", "tool_call", "done"] or \
+            after == ["start", "delta", "delta", "delta", "tool_call", "done"], (w.path, w.kinds())
+        assert w.kinds().count("tool_call") == 1 and w.data(w.kinds().index("tool_call")) == call, w.events
+        assert w.text_after_last_reset() == s["output"], (w.path, w.events)
+    # The loop goes on from any pod.
+    r = c.api.post(f"/v1/runs/{rid}/tool_outputs", {"outputs": [{"tool_call_id": call["id"], "output": "ok"}]})
+    assert r.status == 202, r
+    s2 = c.api.wait_terminal(r.json["run_id"], 30)
+    # The answer, then the text the user's slow: asks for.
+    prefix = f"tool={call['id']}:ok "
+    assert s2["status"] == "completed" and s2["output"].startswith(prefix), s2
+    assert_one_attempt_text(s2["output"][len(prefix):], 3)
+    wait_until(lambda: len(c.stack.worker_pids(pod)) == 2, 20, "the master to replace the worker")
+
+
 def test_unwatched_orphan_recovered_by_cron(c):
     ensure_all_up(c)
     _, rid = start_run(c, "orphan slow:15x200")

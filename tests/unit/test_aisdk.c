@@ -172,12 +172,32 @@ test_bad_events(void)
 		    bad[i].data, strlen(bad[i].data)), TE_INVAL);
 		buf_free(&b);
 	}
-	/* An event without a mapping yet is left out. */
+	/* A tool call without its name is not what tether writes. */
 	buf_init(&b, 4096);
 	aisdk_init(&s, RUN, 0);
-	CU_ASSERT_EQUAL(aisdk_event(&s, &b, 1, 1, "tool_call", "{\"id\":\"call_1\"}", 15), TE_OK);
+	CU_ASSERT_EQUAL(aisdk_event(&s, &b, 1, 1, "tool_call", "{\"id\":\"call_1\"}", 15), TE_INVAL);
+	buf_free(&b);
+	/* An event without a mapping is left out. */
+	buf_init(&b, 4096);
+	aisdk_init(&s, RUN, 0);
+	CU_ASSERT_EQUAL(aisdk_event(&s, &b, 1, 1, "ping", "{}", 2), TE_OK);
 	CU_ASSERT_EQUAL(b.len, 0);
 	buf_free(&b);
+	/* A tool call: tool-input-available with the attempt in providerMetadata. */
+	{
+		static const char call[] = "{\"id\":\"call_1\",\"name\":\"get_weather\","
+		    "\"arguments\":{\"city\":\"Paris \\\"15e\\\"\"}}";
+		static const char want[] = "id: 2:3\ndata: {\"type\":\"tool-input-available\","
+		    "\"toolCallId\":\"call_1\",\"toolName\":\"get_weather\","
+		    "\"input\":{\"city\":\"Paris \\\"15e\\\"\"},"
+		    "\"providerMetadata\":{\"tether\":{\"attempt\":2}}}\n\n";
+
+		buf_init(&b, 4096);
+		aisdk_init(&s, RUN, 0);
+		CU_ASSERT_EQUAL(aisdk_event(&s, &b, 2, 3, "tool_call", call, strlen(call)), TE_OK);
+		CU_ASSERT_STRING_EQUAL(b.data, want);
+		buf_free(&b);
+	}
 	/* A full buffer is an error, not a truncated frame. */
 	buf_init(&b, 64);
 	aisdk_init(&s, RUN, 0);

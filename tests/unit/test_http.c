@@ -214,6 +214,7 @@ test_api_errors(void)
 		{ API_METHOD_NOT_ALLOWED, 405, "method_not_allowed" },
 		{ API_THREAD_BUSY, 409, "thread_busy" },
 		{ API_IDEMPOTENCY_CONFLICT, 422, "idempotency_conflict" },
+		{ API_CONFLICT, 409, "conflict" },
 		{ API_PAYLOAD_TOO_LARGE, 413, "payload_too_large" },
 		{ API_UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type" },
 		{ API_TOO_MANY_REQUESTS, 429, "too_many_requests" },

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "err.h"
 #include "provider.h"
+#include "toolcall.h"
 #include "util.h"
 
 static void
@@ -148,12 +149,12 @@ call_start(struct call *k, const char *input, int history)
 	k->req.attempt = 1;
 	k->req.model = "mock";
 	if (history) {
-		k->msgs[0] = (struct provider_msg){ "user", "first" };
-		k->msgs[1] = (struct provider_msg){ "assistant", "reply" };
-		k->msgs[2] = (struct provider_msg){ "user", input };
+		k->msgs[0] = (struct provider_msg){ .role = "user", .content = "first" };
+		k->msgs[1] = (struct provider_msg){ .role = "assistant", .content = "reply" };
+		k->msgs[2] = (struct provider_msg){ .role = "user", .content = input };
 		k->req.nmsgs = 3;
 	} else {
-		k->msgs[0] = (struct provider_msg){ "user", input };
+		k->msgs[0] = (struct provider_msg){ .role = "user", .content = input };
 		k->req.nmsgs = 1;
 	}
 	k->req.msgs = k->msgs;
@@ -354,7 +355,7 @@ static void
 test_provider_other_models(void)
 {
 	struct config cfg;
-	struct provider_msg m = { "user", "hi" };
+	struct provider_msg m = { .role = "user", .content = "hi" };
 	struct provider_req req;
 	struct provider_call *c = NULL;
 	char err[256] = "";
@@ -566,8 +567,103 @@ test_crash_needs_mock_setting(void)
 	provider_free(k.c);
 }
 
+/* ---- tools ---- */
+
+static void
+test_parse_tools(void)
+{
+	struct mock_spec s;
+
+	mock_parse("tool:get_weather", &s);
+	CU_ASSERT_EQUAL(s.ntools, 1);
+	CU_ASSERT_STRING_EQUAL(s.tools[0], "get_weather");
+	CU_ASSERT_EQUAL(s.chunks, 0);           /* a reply that calls a tool has no text... */
+	mock_parse("tool:a tool:b-c slow:2x5", &s);
+	CU_ASSERT_EQUAL(s.ntools, 2);
+	CU_ASSERT_STRING_EQUAL(s.tools[1], "b-c");
+	CU_ASSERT_EQUAL(s.chunks, 2);           /* ...unless slow: asks for some */
+	mock_parse("(tool:x).", &s);
+	CU_ASSERT_EQUAL(s.ntools, 1);
+	CU_ASSERT_STRING_EQUAL(s.tools[0], "x");
+	mock_parse("tool: x atool:y tool:\xc3\xa9 tool:", &s);
+	CU_ASSERT_EQUAL(s.ntools, 0);
+	CU_ASSERT_EQUAL(s.chunks, 5);
+	mock_parse("tool:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &s);   /* 65 */
+	CU_ASSERT_EQUAL(s.ntools, 0);
+	mock_parse("tool:1 tool:2 tool:3 tool:4 tool:5 tool:6 tool:7 tool:8 tool:9", &s);
+	CU_ASSERT_EQUAL(s.ntools, MOCK_MAX_TOOLS);
+	CU_ASSERT_STRING_EQUAL(s.tools[7], "8");
+}
+
+static void
+test_provider_tool_call(void)
+{
+	struct call k;
+	struct buf calls;
+	char err[256], *s;
+	int rc, eof, empty = 0;
+
+	call_start(&k, "tool:get_weather slow:1x0", 0);
+	s = next(&k, &rc, &eof, err, sizeof err);
+	CU_ASSERT(rc == TE_OK && eof == 0 && chunk_stamp(s, 1) > 0);
+	free(s);
+	/* The call's two fragments: empty chunks, then the end. */
+	for (;;) {
+		s = next(&k, &rc, &eof, err, sizeof err);
+		CU_ASSERT_EQUAL_FATAL(rc, TE_OK);
+		if (eof) {
+			free(s);
+			break;
+		}
+		CU_ASSERT_STRING_EQUAL(s, "");
+		free(s);
+		empty++;
+	}
+	CU_ASSERT_EQUAL(empty, 2);
+	buf_init(&calls, 4096);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(provider_tool_calls(k.c));
+	CU_ASSERT_EQUAL(toolcalls_json(provider_tool_calls(k.c), 1, &calls, err, sizeof err), TE_OK);
+	CU_ASSERT_STRING_EQUAL(calls.data, "[{\"id\":\"call_0b6f1c2e_0\",\"name\":\"get_weather\","
+	    "\"arguments\":{\"n\":1}}]");
+	buf_free(&calls);
+	provider_free(k.c);
+}
+
+static void
+test_provider_continuation(void)
+{
+	struct call k;
+	char err[256], *s;
+	int rc, eof;
+
+	memset(&k, 0, sizeof k);
+	config_defaults(&k.cfg);
+	k.req.cfg = &k.cfg;
+	k.req.run_id = "0b6f1c2e-9d8a-4c3b-8e7f-123456789abc";
+	k.req.model = "mock";
+	k.msgs[0] = (struct provider_msg){ .role = "user", .content = "tool:get_weather" };
+	k.msgs[1] = (struct provider_msg){ .role = "assistant", .content = "",
+	    .tool_calls_json = "[{\"id\":\"c1\",\"name\":\"get_weather\",\"arguments\":{}}]" };
+	k.msgs[2] = (struct provider_msg){ .role = "tool", .content = "sunny", .tool_call_id = "c1" };
+	k.req.msgs = k.msgs;
+	k.req.nmsgs = 3;
+	CU_ASSERT_EQUAL_FATAL(provider_start(&k.req, &k.c, err, sizeof err), TE_OK);
+	s = next(&k, &rc, &eof, err, sizeof err);
+	CU_ASSERT(rc == TE_OK && eof == 0);
+	CU_ASSERT_STRING_EQUAL(s, "tool=c1:sunny ");
+	free(s);
+	s = next(&k, &rc, &eof, err, sizeof err);
+	CU_ASSERT(rc == TE_OK && eof == 1);    /* no text asked for, and no tool called again */
+	free(s);
+	CU_ASSERT_EQUAL(toolcalls_count(provider_tool_calls(k.c)), 0);
+	provider_free(k.c);
+}
+
 static const struct unit_case cases[] = {
 	{ "parse defaults", test_parse_defaults },
+	{ "parse tool:", test_parse_tools },
+	{ "a tool call", test_provider_tool_call },
+	{ "a continuation", test_provider_continuation },
 	{ "parse slow", test_parse_slow },
 	{ "parse malformed", test_parse_malformed },
 	{ "parse fail", test_parse_fail },

@@ -30,6 +30,8 @@ static const struct want table[] = {
 	{ "/v1/runs/" ID, M_GET, R_RUN, h_run_get, P_ID, AUTH_KEY, ID },
 	{ "/v1/runs/" ID "/events", M_GET, R_RUN_EVENTS, h_run_events, P_ID, AUTH_KEY, ID },
 	{ "/v1/runs/" ID "/cancel", M_POST, R_RUN_CANCEL, h_run_cancel, P_ID, AUTH_KEY, ID },
+	{ "/v1/runs/" ID "/tool_outputs", M_POST, R_RUN_TOOL_OUTPUTS, h_run_tool_outputs, P_ID,
+	  AUTH_KEY, ID },
 	{ "/v1/admin/tenants/acme-1/keys", M_POST, R_ADMIN_KEYS, h_admin_keys, P_NAME, AUTH_ADMIN,
 	  "acme-1" },
 	{ "/v1/admin/tenants/acme-1/keys", M_GET, R_ADMIN_KEYS, h_admin_keys_list, P_NAME,

@@ -384,7 +384,7 @@ synth_is(const struct watch *w, int attempt, int completed, int64_t output_len, 
 	struct watch_synth s;
 
 	memset(&s, 0x5a, sizeof s);
-	watch_synthesise(w, attempt, completed, output_len, &s);
+	watch_synthesise(w, attempt, completed, output_len, 0, &s);
 	CU_ASSERT_EQUAL(s.attempt, attempt);
 	CU_ASSERT_EQUAL(s.opener, opener);
 	CU_ASSERT_EQUAL(s.delta_from, delta_from);
@@ -394,6 +394,95 @@ synth_is(const struct watch *w, int attempt, int completed, int64_t output_len, 
 	if (s.opener != opener || s.delta_from != delta_from || s.done_seq != done_seq)
 		fprintf(stderr, "\nsynth: opener %d delta %lld from %lld done %lld\n", s.opener,
 		    (long long)s.delta_seq, (long long)s.delta_from, (long long)s.done_seq);
+}
+
+/* ---- tool calls ---- */
+
+static void
+synth_calls_is(const struct watch *w, int completed, int64_t output_len, int ncalls, int opener,
+    int64_t delta_from, int calls_from, int64_t calls_seq, int64_t done_seq)
+{
+	struct watch_synth s;
+
+	memset(&s, 0x5a, sizeof s);
+	watch_synthesise(w, 1, completed, output_len, ncalls, &s);
+	CU_ASSERT_EQUAL(s.opener, opener);
+	CU_ASSERT_EQUAL(s.delta_from, delta_from);
+	CU_ASSERT_EQUAL(s.calls_from, calls_from);
+	CU_ASSERT_EQUAL(s.calls_seq, calls_seq);
+	CU_ASSERT_EQUAL(s.done_seq, done_seq);
+}
+
+static void
+test_tool_calls_relayed_and_counted(void)
+{
+	static const struct step steps[] = {
+		{ 1, 0, EV_START, 0, SEND, 0 },
+		{ 1, 1, EV_DELTA, 5, SEND, 0 },
+		{ 1, 2, EV_TOOL_CALL, 5, SEND, 0 },
+		{ 1, 2, EV_TOOL_CALL, 5, S, 0 },        /* a redelivery: counted once */
+		{ 1, 3, EV_TOOL_CALL, 5, SEND, 0 },
+	};
+	struct watch w;
+
+	watch_init(&w, 1, 0, 0);
+	RUN(&w, steps, 1);
+	CU_ASSERT_EQUAL(w.sent_calls, 2);
+	CU_ASSERT_EQUAL(w.sent_end, 5);
+	/* Everything held: only done. */
+	synth_calls_is(&w, 1, 5, 2, 0, -1, 2, 4, 4);
+	/* The row has a third call the stream lost: it, then done. */
+	synth_calls_is(&w, 1, 5, 3, 0, -1, 2, 4, 5);
+	/* Cancelled (not completed): no calls, just done. */
+	synth_calls_is(&w, 0, 5, 2, 0, -1, 0, 4, 4);
+}
+
+static void
+test_tool_calls_resumed(void)
+{
+	/* Resumed at 1:2 (the first call): the skipped events measured both the text
+	 * and the calls the client holds. */
+	static const struct step steps[] = {
+		{ 1, 0, EV_START, 0, S, 0 },
+		{ 1, 1, EV_DELTA, 5, S, 0 },
+		{ 1, 2, EV_TOOL_CALL, 5, S, 0 },
+		{ 1, 3, EV_TOOL_CALL, 5, SEND, 0 },
+	};
+	static const struct step only_call[] = {
+		{ 1, 2, EV_TOOL_CALL, 5, S, 0 },
+	};
+	struct watch w;
+
+	watch_init(&w, 1, 1, 2);
+	RUN(&w, steps, 1);
+	CU_ASSERT_EQUAL(w.sent_calls, 2);
+	synth_calls_is(&w, 1, 5, 2, 0, -1, 2, 4, 4);
+	/* Only the event at Last-Event-ID left on the stream (a call): its end says the
+	 * text is all held, and the call is counted. */
+	watch_init(&w, 1, 1, 2);
+	RUN(&w, only_call, 1);
+	CU_ASSERT_EQUAL(w.sent_end, 5);
+	synth_calls_is(&w, 1, 5, 1, 0, -1, 1, 3, 3);
+	/* Nothing seen (expired): start, the text, every call, done. */
+	watch_init(&w, 1, 0, 0);
+	synth_calls_is(&w, 1, 5, 2, 1, 0, 0, 2, 4);
+	synth_calls_is(&w, 1, 0, 2, 1, -1, 0, 1, 3);
+}
+
+static void
+test_tool_call_reset_forgets_calls(void)
+{
+	static const struct step steps[] = {
+		{ 1, 0, EV_START, 0, SEND, 0 },
+		{ 1, 1, EV_TOOL_CALL, 0, SEND, 0 },
+		{ 2, 0, EV_RESET, 0, SEND, 0 },
+	};
+	struct watch w;
+
+	watch_init(&w, 1, 0, 0);
+	RUN(&w, steps, 1);
+	CU_ASSERT_EQUAL(w.sent_calls, 0);
+	CU_ASSERT_EQUAL(w.cur, 2);
 }
 
 static void
@@ -537,6 +626,9 @@ static const struct unit_case cases[] = {
 	{ "synthesise: everything seen", test_synth_everything_seen },
 	{ "synthesise: older attempt", test_synth_older_attempt },
 	{ "synthesise: resumed past the stream", test_synth_resume_unseen },
+	{ "tool calls: relayed and counted", test_tool_calls_relayed_and_counted },
+	{ "tool calls: resumed", test_tool_calls_resumed },
+	{ "tool calls: a reset forgets them", test_tool_call_reset_forgets_calls },
 };
 
 UNIT_MAIN("watch", cases)
