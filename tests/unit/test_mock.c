@@ -148,12 +148,12 @@ call_start(struct call *k, const char *input, int history)
 	k->req.attempt = 1;
 	k->req.model = "mock";
 	if (history) {
-		k->msgs[0] = (struct provider_msg){ "user", "first" };
-		k->msgs[1] = (struct provider_msg){ "assistant", "reply" };
-		k->msgs[2] = (struct provider_msg){ "user", input };
+		k->msgs[0] = (struct provider_msg){ .role = "user", .content = "first" };
+		k->msgs[1] = (struct provider_msg){ .role = "assistant", .content = "reply" };
+		k->msgs[2] = (struct provider_msg){ .role = "user", .content = input };
 		k->req.nmsgs = 3;
 	} else {
-		k->msgs[0] = (struct provider_msg){ "user", input };
+		k->msgs[0] = (struct provider_msg){ .role = "user", .content = input };
 		k->req.nmsgs = 1;
 	}
 	k->req.msgs = k->msgs;
@@ -354,7 +354,7 @@ static void
 test_provider_other_models(void)
 {
 	struct config cfg;
-	struct provider_msg m = { "user", "hi" };
+	struct provider_msg m = { .role = "user", .content = "hi" };
 	struct provider_req req;
 	struct provider_call *c = NULL;
 	char err[256] = "";
