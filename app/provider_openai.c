@@ -4,11 +4,16 @@
  * One call = one curl multi handle driven by the generator thread inside
  * provider_next (curl_multi_poll); provider_cancel, from any thread, sets a flag
  * and curl_multi_wakeup()s the poll, and the transfer is removed at once, which
- * closes the upstream connection. Before the first piece of text a transient
- * failure (connect error, dropped or stalled stream, 408/429/5xx) is retried with
- * capped exponential backoff and jitter, honouring Retry-After; after it, any
- * failure ends the call. The key is sent only in the Authorization header and is
- * never logged nor quoted. */
+ * closes the upstream connection. Before the first piece of the reply (text or a
+ * tool-call fragment) a transient failure (connect error, dropped or stalled
+ * stream, 408/429/5xx) is retried with capped exponential backoff and jitter,
+ * honouring Retry-After; after it, any failure ends the call. The key is sent only
+ * in the Authorization header and is never logged nor quoted.
+ *
+ * Tools: req->tools_json and req->tool_choice_json go upstream as "tools" and
+ * "tool_choice"; the history's tool calls and tool outputs as OpenAI's assistant
+ * "tool_calls" and "tool" messages. Streamed tool-call fragments are assembled in
+ * the stream (openai_stream.calls) and handed out after eof (provider_tool_calls). */
 #include "provider.h"
 #include "provider_openai.h"
 #include "config.h"
@@ -56,6 +61,7 @@ struct openai_call {
 	long events_seen;
 	int64_t retry_at_ms;            /* between tries: when the next one starts */
 	size_t produced;                /* bytes of text handed to the caller */
+	int eof;                        /* the reply ended: st.calls is complete */
 	unsigned rnd;                   /* backoff jitter (xorshift) */
 };
 
@@ -219,12 +225,20 @@ static int
 try_failed(struct openai_call *c, int transient, int final_rc, const char *why, char *err,
     size_t errlen)
 {
-	int retries = c->tries - 1;
+	int retries = c->tries - 1, started;
 	int64_t delay, ra;
 
 	xfer_drop(c);
-	if (!transient || c->produced > 0 || retries >= c->cfg->provider_retries) {
-		if (c->produced > 0)
+	/* Tool-call fragments start the reply as text does. Nothing of them has been
+	 * handed out yet (the calls are, after eof), so a retry would be safe
+	 * (xfer_start begins a fresh stream, and with it a fresh set of calls), but a
+	 * reply that began is never silently asked for again: it fails. */
+	started = c->produced > 0 || toolcalls_count(&c->st.calls) > 0;
+	if (!transient || started || retries >= c->cfg->provider_retries) {
+		if (toolcalls_count(&c->st.calls) > 0)
+			snprintf(err, errlen, "%s (after %ld chunks and %ld tool call fragment%s)",
+			    why, c->st.deltas, c->st.tool_deltas, c->st.tool_deltas == 1 ? "" : "s");
+		else if (c->produced > 0)
 			snprintf(err, errlen, "%s (after %ld chunks)", why, c->st.deltas);
 		else if (retries > 0)
 			snprintf(err, errlen, "%s (after %d %s)", why, retries,
@@ -400,14 +414,14 @@ openai_next(struct provider_call *pc, struct buf *chunk, int *eof, char *err, si
 			return try_failed(c, 0, TE_PROVIDER, why, err, errlen);
 		}
 		if (c->easy && c->st.done) {
-			*eof = 1;
+			*eof = c->eof = 1;
 			return TE_OK;
 		}
 		if (c->easy && c->finished) {
 			if ((rc = xfer_finished(c, err, errlen)) != TE_OK)
 				return rc;
 			if (c->easy) {          /* ended cleanly with a finish_reason */
-				*eof = 1;
+				*eof = c->eof = 1;
 				return TE_OK;
 			}
 			continue;
@@ -458,6 +472,14 @@ openai_usage(struct provider_call *pc)
 	return c->st.usage[0] ? c->st.usage : NULL;
 }
 
+static const struct toolcalls *
+openai_tool_calls(struct provider_call *pc)
+{
+	struct openai_call *c = (struct openai_call *)pc;
+
+	return c->eof ? &c->st.calls : NULL;
+}
+
 static void
 openai_free(struct provider_call *pc)
 {
@@ -475,7 +497,160 @@ openai_free(struct provider_call *pc)
 	free(c);
 }
 
-/* The request body: model, messages, stream, stream_options, the allowed params. */
+/* One JSON object, array or string from s, nested at most depth levels, white space
+ * around it allowed; NULL when s is anything else. The caller puts it. */
+static struct json_object *
+json_parse_one(const char *s, int depth)
+{
+	struct json_tokener *tok = json_tokener_new_ex(depth);
+	struct json_object *o;
+	size_t n = strlen(s), end;
+
+	if (!tok)
+		return NULL;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, s, (int)n);
+	end = json_tokener_get_parse_end(tok);
+	while (o && end < n && (s[end] == ' ' || s[end] == '\t' || s[end] == '\n' || s[end] == '\r'))
+		end++;
+	if (o && (json_tokener_get_error(tok) != json_tokener_success || end < n)) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	return o;
+}
+
+/* tether's [{"id","name","arguments":{…}}…] as OpenAI's assistant tool_calls:
+ * [{"id","type":"function","function":{"name","arguments":"<the object as a string>"}}…]. */
+static int
+msg_tool_calls(const char *tool_calls_json, int depth, struct json_object **out, char *err,
+    size_t errlen)
+{
+	struct json_object *in = json_parse_one(tool_calls_json, depth), *calls = NULL;
+	int rc = TE_INVAL;
+
+	if (!in || !json_object_is_type(in, json_type_array)) {
+		snprintf(err, errlen, "an assistant message's tool calls are not a JSON array");
+		goto out;
+	}
+	if (!(calls = json_object_new_array()))
+		goto nomem;
+	for (size_t i = 0; i < json_object_array_length(in); i++) {
+		struct json_object *e = json_object_array_get_idx(in, i), *id, *name, *args = NULL;
+		struct json_object *call, *fn;
+		const char *text = "{}";
+
+		if (!json_object_is_type(e, json_type_object) ||
+		    !json_object_object_get_ex(e, "id", &id) || !json_object_is_type(id, json_type_string) ||
+		    !json_object_object_get_ex(e, "name", &name) ||
+		    !json_object_is_type(name, json_type_string)) {
+			snprintf(err, errlen, "tool call %zu of an assistant message has no id or name",
+			    i);
+			goto out;
+		}
+		if (json_object_object_get_ex(e, "arguments", &args) &&
+		    json_object_is_type(args, json_type_string))
+			text = json_object_get_string(args);
+		else if (args && !json_object_is_type(args, json_type_null))
+			text = json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN |
+			    JSON_C_TO_STRING_NOSLASHESCAPE);
+		if (!text || !(call = json_object_new_object()))
+			goto nomem;
+		json_object_array_add(calls, call);
+		if (!(fn = json_object_new_object()))
+			goto nomem;
+		json_object_object_add(call, "id", json_object_get(id));
+		json_object_object_add(call, "type", json_object_new_string("function"));
+		json_object_object_add(call, "function", fn);
+		json_object_object_add(fn, "name", json_object_get(name));
+		json_object_object_add(fn, "arguments", json_object_new_string(text));
+	}
+	*out = calls;
+	calls = NULL;
+	rc = TE_OK;
+	goto out;
+nomem:
+	rc = TE_NOMEM;
+	snprintf(err, errlen, "out of memory building the provider request");
+out:
+	json_object_put(in);
+	json_object_put(calls);
+	return rc;
+}
+
+/* One message of the history as OpenAI wants it. */
+static int
+request_msg(const struct provider_msg *pm, int depth, struct json_object **out, char *err,
+    size_t errlen)
+{
+	struct json_object *m = json_object_new_object(), *calls = NULL;
+	const char *content = pm->content ? pm->content : "";
+	int rc;
+
+	if (!m)
+		goto nomem;
+	json_object_object_add(m, "role", json_object_new_string(pm->role));
+	if (pm->tool_calls_json && pm->tool_calls_json[0]) {
+		if ((rc = msg_tool_calls(pm->tool_calls_json, depth, &calls, err, errlen)) != TE_OK) {
+			json_object_put(m);
+			return rc;
+		}
+		if (json_object_array_length(calls) == 0) {
+			json_object_put(calls);
+			calls = NULL;
+		}
+	}
+	/* An assistant message that only calls tools has content null, as OpenAI sends it. */
+	json_object_object_add(m, "content", calls && !content[0] ? NULL :
+	    json_object_new_string(content));
+	if (calls)
+		json_object_object_add(m, "tool_calls", calls);
+	if (pm->tool_call_id)
+		json_object_object_add(m, "tool_call_id", json_object_new_string(pm->tool_call_id));
+	*out = m;
+	return TE_OK;
+nomem:
+	snprintf(err, errlen, "out of memory building the provider request");
+	return TE_NOMEM;
+}
+
+/* "tools" (a non-empty array) and with them "tool_choice", from the run's JSON. */
+static int
+request_tools(const struct provider_req *req, int depth, struct json_object *o, char *err,
+    size_t errlen)
+{
+	struct json_object *tools, *choice;
+
+	if (!req->tools_json || !req->tools_json[0])
+		return TE_OK;
+	tools = json_parse_one(req->tools_json, depth);
+	if (!tools || !json_object_is_type(tools, json_type_array)) {
+		json_object_put(tools);
+		snprintf(err, errlen, "the run's tools are not a JSON array");
+		return TE_INVAL;
+	}
+	/* OpenAI refuses an empty tools array, and a tool_choice without tools. */
+	if (json_object_array_length(tools) == 0) {
+		json_object_put(tools);
+		return TE_OK;
+	}
+	json_object_object_add(o, "tools", tools);
+	if (!req->tool_choice_json || !req->tool_choice_json[0])
+		return TE_OK;
+	choice = json_parse_one(req->tool_choice_json, depth);
+	if (!choice || !(json_object_is_type(choice, json_type_string) ||
+	    json_object_is_type(choice, json_type_object))) {
+		json_object_put(choice);
+		snprintf(err, errlen, "the run's tool_choice is neither a string nor an object");
+		return TE_INVAL;
+	}
+	json_object_object_add(o, "tool_choice", choice);
+	return TE_OK;
+}
+
+/* The request body: model, messages, stream, stream_options, the allowed params,
+ * tools and tool_choice. */
 static int
 request_body(const struct provider_req *req, const char *upstream, char **out, char *err,
     size_t errlen)
@@ -483,20 +658,20 @@ request_body(const struct provider_req *req, const char *upstream, char **out, c
 	static const char *const allowed[] = { "temperature", "top_p", "max_tokens", "stop", NULL };
 	struct json_object *o = json_object_new_object(), *msgs = json_object_new_array();
 	struct json_object *so = json_object_new_object(), *params = NULL;
-	int rc = TE_NOMEM;
+	/* As deep as a run's request may be (json-c counts the top level too). */
+	int depth = req->cfg->json_depth + 1, rc = TE_NOMEM;
 
 	if (!o || !msgs || !so)
 		goto out;
 	json_object_object_add(o, "model", json_object_new_string(upstream));
 	for (size_t i = 0; i < req->nmsgs; i++) {
-		struct json_object *m = json_object_new_object();
+		struct json_object *m;
 
-		if (!m)
+		if ((rc = request_msg(&req->msgs[i], depth, &m, err, errlen)) != TE_OK)
 			goto out;
-		json_object_object_add(m, "role", json_object_new_string(req->msgs[i].role));
-		json_object_object_add(m, "content", json_object_new_string(req->msgs[i].content));
 		json_object_array_add(msgs, m);
 	}
+	rc = TE_NOMEM;
 	json_object_object_add(o, "messages", msgs);
 	msgs = NULL;
 	json_object_object_add(o, "stream", json_object_new_boolean(1));
@@ -517,6 +692,9 @@ request_body(const struct provider_req *req, const char *upstream, char **out, c
 				json_object_object_add(o, allowed[i], json_object_get(v));
 		}
 	}
+	if ((rc = request_tools(req, depth, o, err, errlen)) != TE_OK)
+		goto out;
+	rc = TE_NOMEM;
 	if (!(*out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 	    JSON_C_TO_STRING_NOSLASHESCAPE))))
 		goto out;
@@ -585,5 +763,6 @@ const struct provider_ops provider_openai_ops = {
 	.next = openai_next,
 	.cancel = openai_cancel,
 	.usage = openai_usage,
+	.tool_calls = openai_tool_calls,
 	.free = openai_free,
 };

@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "sseparse.h"
+#include "toolcall.h"
 
 struct config;
 
@@ -22,6 +23,8 @@ struct openai_stream {
 	struct buf text;        /* choices[0].delta.content not yet taken, valid UTF-8 */
 	long events;            /* data events parsed (role-only and usage chunks too) */
 	long deltas;            /* events that carried content */
+	long tool_deltas;       /* events that carried tool-call fragments */
+	struct toolcalls calls; /* choices[0].delta.tool_calls, assembled (toolcall.h) */
 	char usage[192];        /* {"prompt_tokens":N,"completion_tokens":M,"total_tokens":T} or "" */
 	char finish[32];        /* the last finish_reason seen, or "" */
 	int done;               /* data: [DONE] seen; later bytes are ignored */
@@ -35,7 +38,8 @@ void openai_stream_init(struct openai_stream *s, size_t max_line, size_t max_tex
 /* Feed response bytes, split anywhere. Returns TE_OK, or s->rc with s->err set:
  * an upstream error event, an event that is not a JSON object, a bound hit.
  * Invalid UTF-8 and NUL in content become U+FFFD; unknown or missing fields,
- * comments and non-content chunks are ignored. */
+ * comments and non-content chunks are ignored. Tool-call fragments go to s->calls
+ * (toolcalls_feed); one it refuses fails the stream. */
 int openai_stream_feed(struct openai_stream *s, const char *p, size_t n);
 /* Move the pending text to the end of out (TE_OK, or TE_TOOLARGE from out). */
 int openai_stream_take(struct openai_stream *s, struct buf *out);

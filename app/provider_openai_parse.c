@@ -221,12 +221,128 @@ stream_usage(struct openai_stream *s, struct json_object *u)
 	buf_free(&b);
 }
 
-/* One chunk object: choices[0].delta.content, finish_reason, usage, error. */
+/* A string member: its value and length, or NULL when absent or not a string. */
+static const char *
+jstrn(struct json_object *o, const char *key, size_t *len)
+{
+	struct json_object *v;
+
+	if (o && json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)) {
+		*len = (size_t)json_object_get_string_len(v);
+		return json_object_get_string(v);
+	}
+	*len = 0;
+	return NULL;
+}
+
+/* One element of delta.tool_calls: {index, id?, type?, function: {name?, arguments?}}.
+ * A missing index is the element's position in the array (servers that send every
+ * call whole in one chunk may omit it). */
+static int
+stream_tool_call(struct openai_stream *s, struct json_object *tc, size_t pos)
+{
+	struct json_object *v, *fn = NULL;
+	const char *id, *type, *name = NULL, *args = NULL;
+	size_t idlen, typelen, namelen = 0, args_len = 0;
+	long index = (long)pos;
+	char err[256], ex[OPENAI_EXCERPT_MAX * 4 + 8];
+	int rc;
+
+	if (!json_object_is_type(tc, json_type_object))
+		return stream_fail(s, TE_PROVIDER, "upstream sent a tool call delta that is not an "
+		    "object");
+	if (json_object_object_get_ex(tc, "index", &v) && !json_object_is_type(v, json_type_null)) {
+		int64_t x;
+
+		if (!json_object_is_type(v, json_type_int))
+			return stream_fail(s, TE_PROVIDER, "upstream sent a tool call index that is "
+			    "not an integer");
+		x = json_object_get_int64(v);
+		if (x < 0 || x > TOOLCALL_MAX_INDEX)
+			return stream_fail(s, TE_PROVIDER, "upstream sent tool call index %lld; an "
+			    "index must be between 0 and %d", (long long)x, TOOLCALL_MAX_INDEX);
+		index = (long)x;
+	}
+	id = jstrn(tc, "id", &idlen);
+	type = jstrn(tc, "type", &typelen);
+	if (type && typelen && strcmp(type, "function") != 0)
+		return stream_fail(s, TE_PROVIDER, "upstream sent tool call %ld of type \"%s\"; "
+		    "only \"function\" is supported", index, openai_excerpt(ex, sizeof ex, type,
+		    typelen, 40));
+	if (json_object_object_get_ex(tc, "function", &fn) && !json_object_is_type(fn, json_type_null)) {
+		if (!json_object_is_type(fn, json_type_object))
+			return stream_fail(s, TE_PROVIDER, "upstream sent tool call %ld with a "
+			    "function that is not an object", index);
+		name = jstrn(fn, "name", &namelen);
+		if (json_object_object_get_ex(fn, "arguments", &v)) {
+			if (json_object_is_type(v, json_type_string)) {
+				args = json_object_get_string(v);
+				args_len = (size_t)json_object_get_string_len(v);
+			} else if (json_object_is_type(v, json_type_object)) {
+				/* Not OpenAI's form, but some servers send the object itself. */
+				args = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+				    JSON_C_TO_STRING_NOSLASHESCAPE);
+				args_len = args ? strlen(args) : 0;
+			} else if (!json_object_is_type(v, json_type_null)) {
+				return stream_fail(s, TE_PROVIDER, "upstream sent arguments for tool "
+				    "call %ld that are neither a string nor an object", index);
+			}
+		}
+	}
+	/* json-c keeps a string's NUL bytes; toolcalls_feed reads C strings. */
+	if ((id && strlen(id) != idlen) || (name && strlen(name) != namelen))
+		return stream_fail(s, TE_PROVIDER, "upstream sent an id or name for tool call %ld "
+		    "with a NUL byte", index);
+	if ((rc = toolcalls_feed(&s->calls, index, id, name, args, args_len, err, sizeof err)) !=
+	    TE_OK)
+		return stream_fail(s, rc, "%s", err);
+	return TE_OK;
+}
+
+static int
+stream_tool_calls(struct openai_stream *s, struct json_object *arr)
+{
+	size_t n;
+	int rc;
+
+	if (json_object_is_type(arr, json_type_null))
+		return TE_OK;
+	if (!json_object_is_type(arr, json_type_array))
+		return stream_fail(s, TE_PROVIDER, "upstream sent delta.tool_calls that is not an "
+		    "array");
+	n = json_object_array_length(arr);
+	for (size_t i = 0; i < n; i++)
+		if ((rc = stream_tool_call(s, json_object_array_get_idx(arr, i), i)) != TE_OK)
+			return rc;
+	if (n)
+		s->tool_deltas++;
+	return TE_OK;
+}
+
+static int
+stream_content(struct openai_stream *s, struct json_object *delta)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(delta, "content", &v) ||
+	    !json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0)
+		return TE_OK;
+	if (append_utf8(&s->text, json_object_get_string(v),
+	    (size_t)json_object_get_string_len(v)) != TE_OK)
+		return stream_fail(s, TE_TOOLARGE, "the reply exceeded the output limit (%zu bytes "
+		    "pending; max_output)", s->text.max);
+	s->deltas++;
+	return TE_OK;
+}
+
+/* One chunk object: choices[0].delta.content and .tool_calls, finish_reason, usage,
+ * error. */
 static int
 stream_chunk(struct openai_stream *s, struct json_object *o)
 {
 	struct json_object *v, *choices, *c0 = NULL, *delta;
-	const char *content, *finish;
+	const char *finish;
+	int rc;
 
 	if (json_object_object_get_ex(o, "error", &v) && !json_object_is_type(v, json_type_null)) {
 		char why[OPENAI_EXCERPT_MAX * 4 + 200];
@@ -255,15 +371,12 @@ stream_chunk(struct openai_stream *s, struct json_object *o)
 	if ((finish = jstr(c0, "finish_reason")))
 		snprintf(s->finish, sizeof s->finish, "%.31s", finish);
 	if (!json_object_object_get_ex(c0, "delta", &delta) ||
-	    !json_object_object_get_ex(delta, "content", &v) || !json_object_is_type(v, json_type_string))
+	    !json_object_is_type(delta, json_type_object))
 		return TE_OK;
-	content = json_object_get_string(v);
-	if (json_object_get_string_len(v) == 0)
-		return TE_OK;
-	if (append_utf8(&s->text, content, (size_t)json_object_get_string_len(v)) != TE_OK)
-		return stream_fail(s, TE_TOOLARGE, "the reply exceeded the output limit (%zu bytes "
-		    "pending; max_output)", s->text.max);
-	s->deltas++;
+	if ((rc = stream_content(s, delta)) != TE_OK)
+		return rc;
+	if (json_object_object_get_ex(delta, "tool_calls", &v))
+		return stream_tool_calls(s, v);
 	return TE_OK;
 }
 
@@ -321,6 +434,7 @@ openai_stream_init(struct openai_stream *s, size_t max_line, size_t max_text)
 	memset(s, 0, sizeof *s);
 	sseparse_init(&s->sse, max_line, max_line, on_sse_event, NULL, s);
 	buf_init(&s->text, max_text);
+	toolcalls_init(&s->calls);
 }
 
 int
@@ -357,6 +471,7 @@ openai_stream_free(struct openai_stream *s)
 		return;
 	sseparse_free(&s->sse);
 	buf_free(&s->text);
+	toolcalls_free(&s->calls);
 }
 
 int

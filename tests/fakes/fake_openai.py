@@ -38,11 +38,31 @@ SPEC fields (all optional):
   usage         send the usage chunk when the request asked for it
                 (stream_options.include_usage) (true). prompt_tokens = the number of
                 whitespace-separated words in all messages, completion_tokens = the
-                chunks sent, total_tokens = their sum.
+                chunks sent (text and tool-call fragments), total_tokens = their sum.
+  tool_calls    [{"id": "call_a", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+                ...]: after the text chunks (none by default when tool_calls is given;
+                `n` or `texts` asks for some), stream these calls as OpenAI does in
+                choices[0].delta.tool_calls: each call's first fragment carries
+                {"index", "id", "type": "function", "function": {"name", "arguments": ""}},
+                then its arguments follow in `split_args` fragments {"index",
+                "function": {"arguments": piece}}; the finish_reason is "tool_calls".
+                `arguments` may be a JSON value (sent as its json.dumps text) or a
+                string sent as is (invalid JSON included); `id` may be null (not sent);
+                `index` overrides the call's position.
+  split_args    K: each call's arguments in K fragments of about equal length, cut
+                anywhere in the text, inside an escape sequence too (1; at most one
+                fragment per character)
+  interleave    with several calls, send fragment j of every call before fragment
+                j+1 of any (call 0's first, call 1's first, call 0's second, ...), as
+                some servers do (true); false: one call after the other
+  Text chunks and tool-call fragments count alike for fail_after, stall_after,
+  drop_after and interval_ms: a tool-call fragment is a chunk.
 
 Every request is recorded (GET /_requests, and one JSON line per finished request in
---log FILE): id, path, script, model, body (the parsed JSON), authorization (the
-header as received), status, sent (the texts of the chunks written), outcome
+--log FILE): id, path, script, model, body (the parsed JSON, so a test sees the
+tools, tool_choice and messages sent upstream), authorization (the header as
+received), status, sent (the texts of the chunks written), tool_fragments (the
+tool_calls deltas written, in order), outcome
 (completed, error_status, failed_in_stream, dropped, stalled, client_disconnected)
 and disconnected (true when the client went away before the response was complete:
 a cancel or a dead worker).
@@ -85,6 +105,32 @@ def script_of(body):
             hit = re.search(r"(?:^|\s)fake:([A-Za-z0-9_.-]+)", str(m.get("content", "")))
             return hit.group(1) if hit else None
     return None
+
+
+def tool_fragments(spec):
+    """The tool_calls deltas of SPEC's tool_calls, in the order they are sent."""
+    k = max(1, int(spec.get("split_args", 1)))
+    per_call = []
+    for pos, c in enumerate(spec.get("tool_calls") or []):
+        index = int(c.get("index", pos))
+        args = c.get("arguments", "")
+        if not isinstance(args, str):
+            args = json.dumps(args, ensure_ascii=False)
+        head = {"index": index}
+        if c.get("id") is not None:
+            head["id"] = c["id"]
+        head.update({"type": "function", "function": {"name": c.get("name", ""), "arguments": ""}})
+        parts = min(k, len(args))
+        cuts = [round(i * len(args) / parts) for i in range(parts + 1)] if parts else [0]
+        frags = [head] + [{"index": index, "function": {"arguments": args[a:b]}}
+                          for a, b in zip(cuts, cuts[1:])]
+        per_call.append(frags)
+    if not spec.get("interleave", True):
+        return [f for frags in per_call for f in frags]
+    out = []
+    for j in range(max((len(f) for f in per_call), default=0)):
+        out += [frags[j] for frags in per_call if j < len(frags)]
+    return out
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -179,7 +225,7 @@ class Handler(BaseHTTPRequestHandler):
                    "model": body.get("model") if isinstance(body, dict) else None,
                    "body": body, "authorization": self.headers.get("Authorization"),
                    "t_start": time.time(), "t_end": None, "status": None, "sent": [],
-                   "outcome": None, "disconnected": False}
+                   "tool_fragments": [], "outcome": None, "disconnected": False}
             REQUESTS.append(rec)
         try:
             self._answer(rec, body, spec)
@@ -217,9 +263,10 @@ class Handler(BaseHTTPRequestHandler):
             rec["outcome"] = "error_status"
             return
         rid = rec["id"]
+        calls = spec.get("tool_calls") or []
         texts = spec.get("texts")
         if texts is None:
-            n = int(spec.get("n", 3))
+            n = int(spec.get("n", 0 if calls else 3))
             texts = [f"r{rid}c{i} " for i in range(1, n + 1)]
             if texts:
                 texts[0] = f'r{rid}c1 "\u00abq\u00bb"\n '
@@ -256,7 +303,8 @@ class Handler(BaseHTTPRequestHandler):
         self._sleep(int(spec.get("first_delay_ms", 0)))
         event(choice({"role": "assistant", "content": ""}))
         interval = int(spec.get("interval_ms", 0))
-        for k in range(len(texts) + 1):  # k: chunks already sent
+        items = [("text", t) for t in texts] + [("tool", d) for d in tool_fragments(spec)]
+        for k in range(len(items) + 1):  # k: chunks already sent
             if "fail_after" in spec and k == int(spec["fail_after"]):
                 code = int(spec.get("fail_status", 500))
                 event({"error": {"message": f"fake failure after {k} chunks",
@@ -276,18 +324,23 @@ class Handler(BaseHTTPRequestHandler):
                 except OSError:
                     pass
                 return
-            if k == len(texts):
+            if k == len(items):
                 break
             if k > 0:
                 self._sleep(interval)
-            event(choice({"content": texts[k]}))
-            rec["sent"].append(texts[k])
-        event(choice({}, "stop"))
+            kind, item = items[k]
+            if kind == "text":
+                event(choice({"content": item}))
+                rec["sent"].append(item)
+            else:
+                event(choice({"tool_calls": [item]}))
+                rec["tool_fragments"].append(item)
+        event(choice({}, "tool_calls" if calls else "stop"))
         opts = body.get("stream_options") or {}
         if spec.get("usage", True) and isinstance(opts, dict) and opts.get("include_usage"):
-            words = sum(len(str(m.get("content", "")).split()) for m in body["messages"]
+            words = sum(len(str(m.get("content") or "").split()) for m in body["messages"]
                         if isinstance(m, dict))
-            n = len(rec["sent"])
+            n = len(rec["sent"]) + len(rec["tool_fragments"])
             event(dict(base, choices=[], usage={"prompt_tokens": words, "completion_tokens": n,
                                                 "total_tokens": words + n}))
         if not spec.get("no_done"):

@@ -1,10 +1,13 @@
 /* fuzz_openai.c - what the OpenAI-compatible provider reads from upstream
  * (app/provider_openai_parse.c): the streamed chat completion, error bodies, and
  * the excerpts error messages quote; plus the provider_models table. Properties:
- *   - the stream's outcome (text, result, message, counters, usage, finish reason)
- *     is the same whether the body comes in one read, two or three reads split
- *     where the input says, or one byte at a time; taking the text after every
- *     read adds up to the same text;
+ *   - the stream's outcome (text, result, message, counters, usage, finish reason,
+ *     the tool calls assembled and their JSON or why it is refused) is the same
+ *     whether the body comes in one read, two or three reads split where the input
+ *     says, or one byte at a time; taking the text after every read adds up to the
+ *     same text;
+ *   - the tool calls' JSON, when written, is an array of as many
+ *     {"id","name","arguments":{…}} as there are calls, in valid UTF-8;
  *   - the text is valid UTF-8 without NUL; a failure has a message, in valid UTF-8
  *     (it ends up in a JSON error PostgreSQL stores); usage is "" or a JSON object;
  *     [DONE] is only seen on a healthy stream;
@@ -15,6 +18,7 @@
 #include "fuzz.h"
 #include "err.h"
 #include "provider_openai.h"
+#include "toolcall.h"
 #include "util.h"
 
 #include <json-c/json.h>
@@ -31,7 +35,29 @@ struct outcome {
 	char usage[192];
 	char finish[32];
 	int done;
+	long tool_deltas;
+	int ncalls;
+	size_t calls_total;
+	int calls_rc;           /* toolcalls_json's */
+	struct buf calls;       /* its JSON, or its message */
 };
+
+/* The calls as toolcalls_json writes them, or the sentence why not. */
+static void
+take_calls(const struct toolcalls *t, struct outcome *o)
+{
+	char err[512] = "";
+
+	buf_init(&o->calls, (size_t)4 << 20);
+	o->ncalls = toolcalls_count(t);
+	o->calls_total = t->total;
+	o->calls_rc = toolcalls_json(t, 1, &o->calls, err, sizeof err);
+	FUZZ_CHECK(o->calls_rc == TE_OK || o->calls_rc == TE_PROVIDER);
+	if (o->calls_rc != TE_OK) {
+		FUZZ_CHECK(o->calls.len == 0 && err[0] && utf8_valid(err, strlen(err)));
+		FUZZ_CHECK(buf_puts(&o->calls, err) == TE_OK);
+	}
+}
 
 static void
 feed(const char *s, size_t n, const size_t *cuts, size_t ncuts, size_t max_text,
@@ -63,6 +89,8 @@ feed(const char *s, size_t n, const size_t *cuts, size_t ncuts, size_t max_text,
 	memcpy(o->usage, st.usage, sizeof o->usage);
 	memcpy(o->finish, st.finish, sizeof o->finish);
 	o->done = st.done;
+	o->tool_deltas = st.tool_deltas;
+	take_calls(&st.calls, o);
 	openai_stream_free(&st);
 }
 
@@ -83,6 +111,33 @@ check_outcome(const struct outcome *o)
 		FUZZ_CHECK(utf8_valid(o->err, strlen(o->err)));
 	}
 	FUZZ_CHECK(o->deltas >= 0 && o->deltas <= o->events);
+	FUZZ_CHECK(o->tool_deltas >= 0 && o->tool_deltas <= o->events);
+	FUZZ_CHECK(o->ncalls >= 0 && o->ncalls <= TOOLCALL_MAX_CALLS);
+	FUZZ_CHECK(o->calls_total <= TOOLCALL_MAX_TOTAL);
+	FUZZ_CHECK(o->ncalls == 0 || o->tool_deltas > 0 || o->rc != TE_OK);
+	if (o->calls_rc == TE_OK) {
+		struct json_tokener *tok = json_tokener_new_ex(64);
+		struct json_object *a;
+
+		FUZZ_CHECK(tok != NULL);
+		FUZZ_CHECK(utf8_valid(o->calls.data, o->calls.len));
+		a = json_tokener_parse_ex(tok, o->calls.data, (int)o->calls.len);
+		FUZZ_CHECK(a && json_object_is_type(a, json_type_array));
+		FUZZ_CHECK((int)json_object_array_length(a) == o->ncalls);
+		for (int i = 0; i < o->ncalls; i++) {
+			struct json_object *c = json_object_array_get_idx(a, (size_t)i), *v;
+
+			FUZZ_CHECK(json_object_object_length(c) == 3);
+			FUZZ_CHECK(json_object_object_get_ex(c, "id", &v) &&
+			    json_object_is_type(v, json_type_string));
+			FUZZ_CHECK(json_object_object_get_ex(c, "name", &v) &&
+			    json_object_is_type(v, json_type_string));
+			FUZZ_CHECK(json_object_object_get_ex(c, "arguments", &v) &&
+			    json_object_is_type(v, json_type_object));
+		}
+		json_object_put(a);
+		json_tokener_free(tok);
+	}
 	FUZZ_CHECK(!o->done || o->rc == TE_OK);
 	FUZZ_CHECK(memchr(o->finish, '\0', sizeof o->finish) != NULL);
 	FUZZ_CHECK(memchr(o->usage, '\0', sizeof o->usage) != NULL);
@@ -101,7 +156,11 @@ same(const struct outcome *a, const struct outcome *b)
 	    (a->text.len == 0 || !memcmp(a->text.data, b->text.data, a->text.len)) &&
 	    a->rc == b->rc && !strcmp(a->err, b->err) && a->events == b->events &&
 	    a->deltas == b->deltas && !strcmp(a->usage, b->usage) &&
-	    !strcmp(a->finish, b->finish) && a->done == b->done;
+	    !strcmp(a->finish, b->finish) && a->done == b->done &&
+	    a->tool_deltas == b->tool_deltas && a->ncalls == b->ncalls &&
+	    a->calls_total == b->calls_total && a->calls_rc == b->calls_rc &&
+	    a->calls.len == b->calls.len &&
+	    (a->calls.len == 0 || !memcmp(a->calls.data, b->calls.data, a->calls.len));
 }
 
 static void
@@ -128,6 +187,7 @@ check_stream(const uint8_t *data, size_t size)
 		feed(s, size, every, size ? size - 1 : 0, MAX_TEXT, 0, &bytes);
 		FUZZ_CHECK(same(&whole, &bytes));
 		buf_free(&bytes.text);
+		buf_free(&bytes.calls);
 		free(every);
 	}
 	/* no text bound: taking after each read or once gives the same */
@@ -138,10 +198,15 @@ check_stream(const uint8_t *data, size_t size)
 	if (whole.rc == TE_OK)
 		FUZZ_CHECK(same(&whole, &big));
 	buf_free(&big_taken.text);
+	buf_free(&big_taken.calls);
 	buf_free(&big.text);
+	buf_free(&big.calls);
 	buf_free(&three.text);
+	buf_free(&three.calls);
 	buf_free(&two.text);
+	buf_free(&two.calls);
 	buf_free(&whole.text);
+	buf_free(&whole.calls);
 }
 
 static void

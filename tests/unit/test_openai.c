@@ -4,8 +4,12 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <json-c/json.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,6 +21,7 @@
 #include "log.h"
 #include "provider.h"
 #include "provider_openai.h"
+#include "toolcall.h"
 #include "util.h"
 
 #define MAX_LINE 4096
@@ -518,6 +523,7 @@ call_env_init(struct call_env *e, int port)
 	strcpy(e->cfg.provider_key, "sk-unit");
 	e->cfg.provider_first_token_ms = 300;
 	e->cfg.provider_retries = 1;
+	memset(&e->msg, 0, sizeof e->msg);
 	e->msg.role = "user";
 	e->msg.content = "hi";
 	memset(&e->req, 0, sizeof e->req);
@@ -630,6 +636,321 @@ test_call_bad_params(void)
 	CU_ASSERT_STRING_EQUAL(err, "the run's params are not a JSON object");
 }
 
+/* ---- tools: what goes upstream, what comes back (a canned server thread) ---- */
+
+/* Answers one connection per entry of answers (raw HTTP, the connection closed after
+ * it), keeping the body of the first request. */
+struct canned {
+	int fd;
+	const char *const *answers;
+	int nanswers;
+	atomic_int served;
+	atomic_int stop;
+	char body[16384];
+};
+
+static void
+canned_read_request(int cfd, char *body, size_t cap, int keep)
+{
+	char req[32768];
+	size_t n = 0, need = 0;
+	char *hdr_end = NULL;
+
+	while (n < sizeof req - 1) {
+		ssize_t k;
+
+		if (hdr_end && n >= need)
+			break;
+		if ((k = read(cfd, req + n, sizeof req - 1 - n)) <= 0)
+			break;
+		n += (size_t)k;
+		req[n] = '\0';
+		if (!hdr_end && (hdr_end = strstr(req, "\r\n\r\n"))) {
+			const char *cl = strcasestr(req, "\r\nContent-Length:");
+
+			need = (size_t)(hdr_end + 4 - req) + (cl ? strtoul(cl + 17, NULL, 10) : 0);
+		}
+	}
+	if (keep && hdr_end)
+		snprintf(body, cap, "%s", hdr_end + 4);
+}
+
+static void *
+canned_serve(void *arg)
+{
+	struct canned *c = arg;
+
+	while (atomic_load(&c->served) < c->nanswers && !atomic_load(&c->stop)) {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		const char *a;
+		int cfd, i;
+
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		if ((cfd = accept(c->fd, NULL, NULL)) < 0)
+			continue;
+		i = atomic_load(&c->served);
+		canned_read_request(cfd, c->body, sizeof c->body, i == 0);
+		for (a = c->answers[i]; *a;) {
+			ssize_t k = write(cfd, a, strlen(a));
+
+			if (k <= 0)
+				break;
+			a += k;
+		}
+		atomic_fetch_add(&c->served, 1);
+		close(cfd);
+	}
+	return NULL;
+}
+
+#define SSE_HEAD "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+#define TC_CHUNK(delta) "data: {\"choices\":[{\"index\":0,\"delta\":{" delta "}}]}\n\n"
+
+static const char *const TOOL_ANSWER[] = {
+	SSE_HEAD
+	TC_CHUNK("\"role\":\"assistant\",\"content\":null")
+	TC_CHUNK("\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\","
+	    "\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]")
+	TC_CHUNK("\"tool_calls\":[{\"index\":1,\"id\":\"call_b\",\"type\":\"function\","
+	    "\"function\":{\"name\":\"get_time\",\"arguments\":\"{}\"}}]")
+	TC_CHUNK("\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\"}}]")
+	TC_CHUNK("\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"Paris\\\"}\"}}]")
+	"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n"
+	"data: [DONE]\n\n",
+};
+
+/* What a canned call asks (NULL fields: none). */
+struct ask {
+	const struct provider_msg *msgs;
+	size_t nmsgs;
+	const char *tools, *choice;
+};
+
+/* Run a whole call against the canned answers: the rc, the text, the calls' JSON. */
+static int
+canned_call(struct call_env *e, const struct ask *ask, struct canned *srv,
+    const char *const *answers, int nanswers, struct buf *text, struct buf *calls, char *err,
+    size_t errlen)
+{
+	struct provider_call *c = NULL;
+	pthread_t th;
+	struct buf chunk;
+	int eof = 0, port, rc;
+
+	memset(srv, 0, sizeof *srv);
+	srv->fd = listener(&port);
+	srv->answers = answers;
+	srv->nanswers = nanswers;
+	call_env_init(e, port);
+	e->cfg.provider_first_token_ms = 5000;
+	e->req.msgs = ask->msgs;
+	e->req.nmsgs = ask->nmsgs;
+	e->req.tools_json = ask->tools;
+	e->req.tool_choice_json = ask->choice;
+	CU_ASSERT_FATAL(pthread_create(&th, NULL, canned_serve, srv) == 0);
+	buf_init(&chunk, 1 << 20);
+	rc = provider_start(&e->req, &c, err, errlen);
+	while (rc == TE_OK && !eof) {
+		CU_ASSERT_PTR_NULL(provider_tool_calls(c));     /* nothing before eof */
+		buf_reset(&chunk);
+		rc = provider_next(c, &chunk, &eof, err, errlen);
+		if (rc == TE_OK && buf_append(text, chunk.data ? chunk.data : "", chunk.len) != TE_OK)
+			rc = TE_NOMEM;
+	}
+	if (rc == TE_OK) {
+		const struct toolcalls *t = provider_tool_calls(c);
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+		rc = toolcalls_json(t, 1, calls, err, errlen);
+	}
+	atomic_store(&srv->stop, 1);
+	pthread_join(th, NULL);
+	provider_free(c);
+	close(srv->fd);
+	buf_free(&chunk);
+	return rc;
+}
+
+/* The value of key in the JSON object text s, serialized, or "" (static buffer). */
+static const char *
+json_member(const char *s, const char *key)
+{
+	static char out[4096];
+	struct json_object *o = json_tokener_parse(s), *v;
+
+	out[0] = '\0';
+	if (o && json_object_object_get_ex(o, key, &v))
+		snprintf(out, sizeof out, "%s", json_object_to_json_string_ext(v,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	return out;
+}
+
+static void
+test_call_tools(void)
+{
+	static const struct provider_msg msgs[] = {
+		{ .role = "user", .content = "weather in Paris?" },
+		{ .role = "assistant", .content = "",
+		  .tool_calls_json = "[{\"id\":\"call_1\",\"name\":\"get_weather\",\"arguments\":"
+		  "{\"city\":\"Par\xc3\xads \\\"q\\\"\",\"n\":[1,2.50]}},{\"id\":\"call_2\",\"name\":\"f\","
+		  "\"arguments\":{}}]" },
+		{ .role = "tool", .content = "18 \xc2\xb0""C", .tool_call_id = "call_1" },
+		{ .role = "tool", .content = "", .tool_call_id = "call_2" },
+		{ .role = "assistant", .content = "Let me see.", .tool_calls_json = "[{\"id\":\"c3\","
+		  "\"name\":\"g\",\"arguments\":{\"x\":null}}]" },
+		{ .role = "tool", .content = "ok", .tool_call_id = "c3" },
+		{ .role = "assistant", .content = "It is 18 \xc2\xb0""C.", .tool_calls_json = "[]" },
+		{ .role = "user", .content = "and the time?" },
+	};
+	struct ask ask = {
+		.msgs = msgs,
+		.nmsgs = sizeof msgs / sizeof msgs[0],
+		.tools = "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+		    "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":"
+		    "\"string\"}}}}}]",
+		.choice = "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}",
+	};
+	struct call_env e;
+	struct canned srv;
+	struct buf text, calls;
+	char err[512] = "";
+
+	buf_init(&text, 1 << 20);
+	buf_init(&calls, 1 << 20);
+	CU_ASSERT_EQUAL(canned_call(&e, &ask, &srv, TOOL_ANSWER, 1, &text, &calls, err,
+	    sizeof err), TE_OK);
+	CU_ASSERT_EQUAL(text.len, 0);
+	CU_ASSERT_STRING_EQUAL(calls.data, "[{\"id\":\"call_a\",\"name\":\"get_weather\",\"arguments\":"
+	    "{\"city\":\"Paris\"}},{\"id\":\"call_b\",\"name\":\"get_time\",\"arguments\":{}}]");
+	/* upstream got the tools, the choice, and the history in OpenAI's form */
+	CU_ASSERT_STRING_EQUAL(json_member(srv.body, "tools"), ask.tools);
+	CU_ASSERT_STRING_EQUAL(json_member(srv.body, "tool_choice"), ask.choice);
+	CU_ASSERT_STRING_EQUAL(json_member(srv.body, "messages"),
+	    "[{\"role\":\"user\",\"content\":\"weather in Paris?\"},"
+	    "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":["
+	    "{\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+	    "\"arguments\":\"{\\\"city\\\":\\\"Par\xc3\xads \\\\\\\"q\\\\\\\"\\\",\\\"n\\\":[1,2.50]}\"}},"
+	    "{\"id\":\"call_2\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+	    "{\"role\":\"tool\",\"content\":\"18 \xc2\xb0""C\",\"tool_call_id\":\"call_1\"},"
+	    "{\"role\":\"tool\",\"content\":\"\",\"tool_call_id\":\"call_2\"},"
+	    "{\"role\":\"assistant\",\"content\":\"Let me see.\",\"tool_calls\":[{\"id\":\"c3\","
+	    "\"type\":\"function\",\"function\":{\"name\":\"g\",\"arguments\":\"{\\\"x\\\":null}\"}}]},"
+	    "{\"role\":\"tool\",\"content\":\"ok\",\"tool_call_id\":\"c3\"},"
+	    "{\"role\":\"assistant\",\"content\":\"It is 18 \xc2\xb0""C.\"},"
+	    "{\"role\":\"user\",\"content\":\"and the time?\"}]");
+	buf_free(&text);
+	buf_free(&calls);
+}
+
+static void
+test_call_tools_omitted(void)
+{
+	struct call_env e;
+	struct canned srv;
+	struct buf text, calls;
+	char err[512] = "";
+
+	/* no tools: neither key is sent; an empty list (OpenAI refuses one): neither */
+	for (int empty = 0; empty < 2; empty++) {
+		struct ask ask = { .tools = empty ? " [ ] " : NULL, .choice = "\"auto\"" };
+
+		buf_init(&text, 1 << 20);
+		buf_init(&calls, 1 << 20);
+		CU_ASSERT_EQUAL(canned_call(&e, &ask, &srv, TOOL_ANSWER, 1, &text, &calls, err,
+		    sizeof err), TE_OK);
+		CU_ASSERT_STRING_EQUAL(json_member(srv.body, "tools"), "");
+		CU_ASSERT_STRING_EQUAL(json_member(srv.body, "tool_choice"), "");
+		CU_ASSERT_STRING_EQUAL(json_member(srv.body, "messages"), "[]");
+		buf_free(&text);
+		buf_free(&calls);
+	}
+}
+
+static void
+test_call_tools_invalid(void)
+{
+	static const struct {
+		const char *tools, *choice, *tool_calls, *err;
+	} cases[] = {
+		{ "{}", NULL, NULL, "the run's tools are not a JSON array" },
+		{ "[1", NULL, NULL, "the run's tools are not a JSON array" },
+		{ "[{\"type\":\"function\"}]", "5", NULL,
+		  "the run's tool_choice is neither a string nor an object" },
+		{ "[{\"type\":\"function\"}]", "\"auto\" x", NULL,
+		  "the run's tool_choice is neither a string nor an object" },
+		{ NULL, NULL, "{}", "an assistant message's tool calls are not a JSON array" },
+		{ NULL, NULL, "[{\"id\":\"a\"}]", "tool call 0 of an assistant message has no id or name" },
+		{ NULL, NULL, "[{\"id\":\"a\",\"name\":\"f\"},{\"name\":\"f\"}]",
+		  "tool call 1 of an assistant message has no id or name" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct call_env e;
+		struct provider_msg m = { .role = "assistant", .content = "" };
+		struct provider_call *c = NULL;
+		char err[256] = "";
+
+		call_env_init(&e, 9);
+		e.req.tools_json = cases[i].tools;
+		e.req.tool_choice_json = cases[i].choice;
+		if (cases[i].tool_calls) {
+			m.tool_calls_json = cases[i].tool_calls;
+			e.req.msgs = &m;
+		}
+		CU_ASSERT_EQUAL(provider_start(&e.req, &c, err, sizeof err), TE_INVAL);
+		CU_ASSERT_PTR_NULL(c);
+		CU_ASSERT_STRING_EQUAL(err, cases[i].err);
+	}
+}
+
+/* A reply that sent tool-call fragments has started: a failure then is not retried
+ * (while one that sent only its role chunk is). */
+static void
+test_call_tool_fragments_not_retried(void)
+{
+	static const char *const cut_after_fragment[] = {
+		SSE_HEAD
+		TC_CHUNK("\"role\":\"assistant\",\"content\":null")
+		TC_CHUNK("\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\","
+		    "\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"ci\"}}]"),
+		NULL,   /* filled with TOOL_ANSWER[0] */
+	};
+	static const char *const cut_after_role[] = {
+		SSE_HEAD
+		TC_CHUNK("\"role\":\"assistant\",\"content\":null"),
+		NULL,
+	};
+	const char *answers[2];
+	struct ask ask = { 0 };
+	struct call_env e;
+	struct canned srv;
+	struct buf text, calls;
+	char err[512] = "";
+
+	answers[0] = cut_after_fragment[0];
+	answers[1] = TOOL_ANSWER[0];
+	buf_init(&text, 1 << 20);
+	buf_init(&calls, 1 << 20);
+	CU_ASSERT_EQUAL(canned_call(&e, &ask, &srv, answers, 2, &text, &calls, err, sizeof err),
+	    TE_PROVIDER);
+	CU_ASSERT_STRING_EQUAL(err, "the provider's stream ended without [DONE] after 2 events "
+	    "(after 0 chunks and 1 tool call fragment)");
+	CU_ASSERT_EQUAL(atomic_load(&srv.served), 1);
+
+	answers[0] = cut_after_role[0];
+	buf_reset(&calls);
+	CU_ASSERT_EQUAL(canned_call(&e, &ask, &srv, answers, 2, &text, &calls, err, sizeof err),
+	    TE_OK);
+	CU_ASSERT_EQUAL(atomic_load(&srv.served), 2);
+	CU_ASSERT_STRING_EQUAL(calls.data, "[{\"id\":\"call_a\",\"name\":\"get_weather\",\"arguments\":"
+	    "{\"city\":\"Paris\"}},{\"id\":\"call_b\",\"name\":\"get_time\",\"arguments\":{}}]");
+	CU_ASSERT_EQUAL(text.len, 0);
+	buf_free(&text);
+	buf_free(&calls);
+}
+
 static const struct unit_case cases[] = {
 	{ "whole stream", test_whole_stream },
 	{ "split at every byte offset", test_split_every_offset },
@@ -651,6 +972,10 @@ static const struct unit_case cases[] = {
 	{ "call: first-token timeout", test_call_first_token_timeout },
 	{ "call: cancel wakes next", test_call_cancel_wakes_next },
 	{ "call: params not an object", test_call_bad_params },
+	{ "call: tools, tool_choice and the history sent; calls back", test_call_tools },
+	{ "call: no tools, no tools key", test_call_tools_omitted },
+	{ "call: invalid tools, tool_choice or history", test_call_tools_invalid },
+	{ "call: tool-call fragments start the reply", test_call_tool_fragments_not_retried },
 };
 
 int
