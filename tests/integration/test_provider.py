@@ -413,11 +413,75 @@ def test_key_never_logged(c):
     assert all(q["authorization"] == "Bearer " + KEY for q in c.fake.all_requests())
 
 
+def test_tool_loop_upstream(c):
+    """Tools go upstream; two calls stream back interleaved, their arguments split
+    in pieces (inside escapes too); the outputs go back as tool messages after the
+    assistant's tool_calls, and the continuation answers."""
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather.",
+                                               "parameters": {"type": "object",
+                                                              "properties": {"city": {"type": "string"}}}}},
+             {"type": "function", "function": {"name": "get_time"}}]
+    args_a = {"city": "Paris \"15e\" \u00e9t\u00e9", "units": ["C", 1]}
+    s = c.fake.script("tools", [
+        {"texts": ["Let me check. "], "tool_calls": [
+            {"id": "call_a", "name": "get_weather", "arguments": args_a},
+            {"id": "call_b", "name": "get_time", "arguments": "{}"}], "split_args": 5, "interleave": True},
+        {"texts": ["Sunny ", "at noon."]}])
+    text = f"fake:{s} weather and time?"
+    t, run_id, w = start(c, text, tools=tools, tool_choice="auto")
+    w.wait(90)
+    assert w.kinds() == ["start", "delta", "tool_call", "tool_call", "done"], w.kinds()
+    assert w.data(2) == {"id": "call_a", "name": "get_weather", "arguments": args_a}, w.data(2)
+    assert w.data(3) == {"id": "call_b", "name": "get_time", "arguments": {}}, w.data(3)
+    assert w.final_status() == "requires_action"
+    r = c.api.run_state(run_id)
+    assert r["status"] == "requires_action" and r["output"] == "Let me check. ", r
+    assert r["required_action"]["tool_calls"] == [w.data(2), w.data(3)], r
+    (q1,) = c.fake.requests(s)
+    assert q1["body"]["tools"] == tools and q1["body"]["tool_choice"] == "auto", q1["body"]
+    # Two openings, call_a in 5 pieces, call_b ("{}") in 2, interleaved.
+    assert len(q1["tool_fragments"]) == 2 + 5 + 2, q1["tool_fragments"]
+    assert [f["index"] for f in q1["tool_fragments"]][:6] == [0, 1, 0, 1, 0, 1], q1["tool_fragments"]
+    resp = c.api.post(f"/v1/runs/{run_id}/tool_outputs", {"outputs": [
+        {"tool_call_id": "call_b", "output": "12:00"}, {"tool_call_id": "call_a", "output": "sunny"}]})
+    assert resp.status == 202, resp
+    cont = resp.json["run_id"]
+    w2 = watch(c.api, cont).wait(90)
+    r2 = finished(c, cont)
+    assert r2["status"] == "completed" and r2["output"] == "Sunny at noon.", r2
+    check_stream(w2, "completed", "Sunny at noon.")
+    q2 = c.fake.requests(s)[1]
+    assert q2["body"]["tools"] == tools and q2["body"]["tool_choice"] == "auto", q2["body"]
+    msgs = q2["body"]["messages"]
+    assert msgs[:2] == [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}], msgs
+    a = msgs[2]
+    assert a["role"] == "assistant" and a["content"] == "Let me check. ", a
+    assert [(tc["id"], tc["type"], tc["function"]["name"], json.loads(tc["function"]["arguments"]))
+            for tc in a["tool_calls"]] == [("call_a", "function", "get_weather", args_a),
+                                           ("call_b", "function", "get_time", {})], a
+    assert all(isinstance(tc["function"]["arguments"], str) for tc in a["tool_calls"]), a
+    assert msgs[3:] == [{"role": "tool", "tool_call_id": "call_a", "content": "sunny"},
+                        {"role": "tool", "tool_call_id": "call_b", "content": "12:00"}], msgs
+
+
+def test_tool_call_with_bad_arguments_fails_the_run(c):
+    s = c.fake.script("badargs", [{"tool_calls": [{"id": "call_x", "name": "get_weather",
+                                                   "arguments": "{\"city\": \"Par"}], "split_args": 2}])
+    t, run_id, w = start(c, f"fake:{s} x", tools=[{"type": "function", "function": {"name": "get_weather"}}])
+    w.wait(90)
+    r = finished(c, run_id)
+    assert r["status"] == "failed" and r["error"]["code"] == "provider_error", r
+    assert w.kinds().count("tool_call") == 0 and w.final_status() == "failed", w.kinds()
+    # The thread is free: nothing waits for outputs.
+    assert c.api.post(f"/v1/threads/{t}/runs", {"input": "again", "model": "mock"}).status == 202
+
+
 ORDER = ["test_normal_streaming", "test_awkward_framing", "test_model_mapping_and_params",
          "test_multi_turn_history", "test_retry_then_success", "test_first_token_timeout_retried",
          "test_client_errors_not_retried", "test_retries_exhausted", "test_midstream_failure",
          "test_midstream_drop", "test_stall_times_out", "test_cancel_closes_upstream",
-         "test_takeover_calls_upstream_again", "test_key_never_logged"]
+         "test_takeover_calls_upstream_again", "test_key_never_logged", "test_tool_loop_upstream",
+         "test_tool_call_with_bad_arguments_fails_the_run"]
 
 if __name__ == "__main__":
     run_tests(globals(), setup, teardown)
