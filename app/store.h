@@ -255,7 +255,8 @@ TE_MUST_CHECK int store_worker_get(struct store *st, long id, struct worker_ref 
 
 /* ---- metrics ---- */
 struct metrics {
-	long runs[5];                   /* queued, running, completed, failed, cancelled */
+	long runs[6];                   /* queued, running, requires_action, completed, failed,
+	                                 * cancelled */
 	long attempts;                  /* sum of attempts over all runs */
 	long takeovers;                 /* sum of takeovers over all runs */
 	long workers;                   /* live worker rows */

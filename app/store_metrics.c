@@ -12,8 +12,9 @@ int
 store_metrics(struct store *st, int max_age_ms, struct metrics *m)
 {
 	static const char sql[] =
-	    "SELECT queued, running, completed, failed, cancelled, attempts, takeovers, workers,"
-	    " pods, counters::text, watchers::text FROM tether_metrics($1::int * interval '1 ms')";
+	    "SELECT queued, running, requires_action, completed, failed, cancelled, attempts, takeovers,"
+	    " workers, pods, counters::text, watchers::text"
+	    " FROM tether_metrics($1::int * interval '1 ms')";
 	char age[24];
 	const char *params[1] = { age };
 	PGresult *res;
@@ -23,14 +24,14 @@ store_metrics(struct store *st, int max_age_ms, struct metrics *m)
 	snprintf(age, sizeof age, "%d", max_age_ms);
 	if ((rc = st_query(st, sql, 1, params, &res)) != TE_OK)
 		return rc;
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 6; i++)
 		m->runs[i] = atol(PQgetvalue(res, 0, i));
-	m->attempts = atol(PQgetvalue(res, 0, 5));
-	m->takeovers = atol(PQgetvalue(res, 0, 6));
-	m->workers = atol(PQgetvalue(res, 0, 7));
-	m->pods = atol(PQgetvalue(res, 0, 8));
-	m->counters_json = pg_strdup(res, 0, 9);
-	m->watchers_json = pg_strdup(res, 0, 10);
+	m->attempts = atol(PQgetvalue(res, 0, 6));
+	m->takeovers = atol(PQgetvalue(res, 0, 7));
+	m->workers = atol(PQgetvalue(res, 0, 8));
+	m->pods = atol(PQgetvalue(res, 0, 9));
+	m->counters_json = pg_strdup(res, 0, 10);
+	m->watchers_json = pg_strdup(res, 0, 11);
 	PQclear(res);
 	return TE_OK;
 }

@@ -19,7 +19,7 @@ h_bench_stream(struct req *r)
 	const struct config *cfg = r->app->cfg;
 	struct provider_call *call = NULL;
 	struct provider_req preq = { 0 };
-	struct provider_msg msg;
+	struct provider_msg msg = { 0 };
 	struct buf chunk, data, out;
 	char q[32], input[64], err[256], id[32];
 	int64_t n = 200, ms = 10;

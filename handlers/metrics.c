@@ -19,7 +19,8 @@
 
 #define METRICS_CACHE_MS 1000
 
-static const char *const run_status[5] = { "queued", "running", "completed", "failed", "cancelled" };
+static const char *const run_status[6] = { "queued", "running", "requires_action", "completed",
+    "failed", "cancelled" };
 
 static long long
 counter(struct json_object *o, const char *key)
@@ -75,7 +76,7 @@ h_metrics(struct req *r)
 	buf_init(&o.b, 1 << 20);
 	o.rc = TE_OK;
 	emit(&o, "%s", "# HELP tether_runs Runs by status.\n# TYPE tether_runs gauge\n");
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 6; i++)
 		emit(&o, "tether_runs{status=\"%s\"} %ld\n", run_status[i], m.runs[i]);
 	emit(&o, "# HELP tether_runs_active Runs queued or running.\n# TYPE tether_runs_active gauge\n"
 	    "tether_runs_active %ld\n", m.runs[0] + m.runs[1]);

@@ -10,6 +10,7 @@ CREATE TABLE metrics_cache (
     built      timestamptz NOT NULL DEFAULT '-infinity',
     queued     bigint NOT NULL DEFAULT 0,
     running    bigint NOT NULL DEFAULT 0,
+    requires_action bigint NOT NULL DEFAULT 0,
     completed  bigint NOT NULL DEFAULT 0,
     failed     bigint NOT NULL DEFAULT 0,
     cancelled  bigint NOT NULL DEFAULT 0,
@@ -40,7 +41,7 @@ BEGIN
         RETURN c;
     END IF;
     UPDATE metrics_cache m SET built = clock_timestamp(),
-        queued = r.q, running = r.ru, completed = r.co, failed = r.fa, cancelled = r.ca,
+        queued = r.q, running = r.ru, requires_action = r.ra, completed = r.co, failed = r.fa, cancelled = r.ca,
         attempts = r.at, takeovers = r.tk,
         workers = (SELECT count(*) FROM workers),
         pods = (SELECT count(DISTINCT pod) FROM workers),
@@ -55,6 +56,7 @@ BEGIN
                           FROM workers GROUP BY pod) p)
     FROM (SELECT count(*) FILTER (WHERE status = 'queued') AS q,
                  count(*) FILTER (WHERE status = 'running') AS ru,
+                 count(*) FILTER (WHERE status = 'requires_action') AS ra,
                  count(*) FILTER (WHERE status = 'completed') AS co,
                  count(*) FILTER (WHERE status = 'failed') AS fa,
                  count(*) FILTER (WHERE status = 'cancelled') AS ca,

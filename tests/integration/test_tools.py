@@ -334,11 +334,28 @@ def test_stream_on_tool_outputs(c):
     assert r.status == 202 and re.match(r"^/v1/runs/[0-9a-f-]{36}/events$", r.json["events_url"]), r
 
 
+def test_metrics_count_waiting_runs(c):
+    def waiting_runs():
+        r = Client(c.stack.url).get("/metrics")
+        assert r.status == 200, r
+        m = re.search(r'^tether_runs\{status="requires_action"\} (\d+)$', r.body.decode(), re.M)
+        assert m, r.body[:2000]
+        return int(m.group(1))
+    n0 = wait_until(lambda: (lambda n: n if n == int(c.stack.psql(
+        "SELECT count(*) FROM runs WHERE status = 'requires_action'")) else None)(waiting_runs()), 5,
+        "/metrics to agree with the table")
+    _, rid, _ = waiting(c, "tool:alpha")
+    wait_until(lambda: waiting_runs() == n0 + 1, 5, "the waiting run in /metrics")
+    assert c.api.post(f"/v1/runs/{rid}/cancel").status == 200
+    wait_until(lambda: waiting_runs() == n0, 5, "the cancelled run out of it")
+
+
 ORDER = ["test_tool_loop", "test_history_sent_to_the_model", "test_two_calls_outputs_in_any_order",
          "test_tool_outputs_refused", "test_idempotency_key", "test_concurrent_outputs_make_one_continuation",
          "test_cancel_while_waiting", "test_waiting_run_is_never_recovered", "test_late_watcher_and_resume",
          "test_replayed_from_postgres_after_purge", "test_tools_validated_at_creation",
-         "test_ai_sdk_stream_has_the_tool_input", "test_stream_on_tool_outputs"]
+         "test_ai_sdk_stream_has_the_tool_input", "test_stream_on_tool_outputs",
+         "test_metrics_count_waiting_runs"]
 
 if __name__ == "__main__":
     run_tests(globals(), setup, teardown, per_test_timeout=120)
