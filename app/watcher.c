@@ -10,17 +10,15 @@
  * l->mu guards the kick list; lock order x->mu, then l->mu. */
 #include "watcher.h"
 #include "aisdk.h"
-#include "app.h"
 #include "auth.h"
 #include "bus.h"
 #include "buf.h"
-#include "config.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
 #include "quota.h"
-#include "recovery.h"
 #include "sse.h"
+#include "stall.h"
 #include "store.h"
 #include "util.h"
 #include "watch.h"
@@ -63,8 +61,8 @@ enum flush_mode {
 enum finish { FIN_NONE = 0, FIN_CLEAN, FIN_CUT };
 
 struct watcher {
-	struct app *a;
-	struct wloop *l;                /* NULL: served in its request thread only */
+	const struct watcher_env *e;    /* the loop's */
+	struct wloop *l;
 	struct req *r;                  /* until the loop has it */
 	char run[UUID_LEN + 1];
 	char thread_id[UUID_LEN + 1];
@@ -110,7 +108,7 @@ struct watcher {
 };
 
 struct wloop {
-	struct app *a;
+	struct watcher_env env;
 	uv_loop_t loop;
 	uv_async_t wake;
 	pthread_t th;
@@ -181,9 +179,9 @@ src_next(struct watcher *x, int timeout_ms, struct bus_event *ev, struct hub_eve
 		 * everything the client already holds. */
 		tlog_run(LOG_INFO, x->run, x->w.cur, "watcher behind the hub's window (event %zu): "
 		    "reading JetStream itself", x->idx);
-		hub_detach(x->a->hub, x->hr);
+		hub_detach(x->e->hub, x->hr);
 		x->hr = NULL;
-		if ((rc = bus_sub_open(x->a->bus, x->run, &x->sub)) != TE_OK)
+		if ((rc = bus_sub_open(x->e->bus, x->run, &x->sub)) != TE_OK)
 			return rc;
 	}
 	return bus_sub_next(x->sub, timeout_ms, ev);
@@ -330,79 +328,78 @@ deliver(void *arg, const struct hub_event *he)
 	pthread_mutex_unlock(&x->mu);
 }
 
-/* Quiet for a while: look at the row; complete it, wait, or probe the owner.
- * Returns 1 when the stream is finished. */
+static uint64_t
+watch_seen_sseq(void *arg)
+{
+	struct watcher *x = arg;
+	uint64_t seen;
+
+	pthread_mutex_lock(&x->mu);
+	seen = x->w.last_sseq;
+	pthread_mutex_unlock(&x->mu);
+	return seen;
+}
+
+static int
+watch_attempt(void *arg)
+{
+	return watch_cur(arg);
+}
+
+static int64_t
+watch_last_event_ms(void *arg)
+{
+	struct watcher *x = arg;
+	int64_t last;
+
+	pthread_mutex_lock(&x->mu);
+	last = x->last_event_ms;
+	pthread_mutex_unlock(&x->mu);
+	return last;
+}
+
+/* Quiet for a while: look at the row (stall.c's rules); complete it, wait, or
+ * probe the owner. Returns 1 when the stream is finished. */
 static int
 check(struct watcher *x, int *failed)
 {
-	struct app *a = x->a;
+	const struct stall_watch sw = { x, watch_seen_sseq, watch_attempt, watch_last_event_ms };
+	struct stall_verdict v;
 	struct run_state rs;
 	int64_t now = now_ms();
-	int rc, finished = 0;
+	int finished = 0;
 
 	*failed = 0;
-	rc = store_run_state(a->store, NULL, x->run, &rs);
-	if (rc != TE_OK) {
+	if (stall_check(&x->e->stall, &sw, x->run, now, &rs, &v) != TE_OK) {
 		x->next_check_ms = now + x->backoff_ms;
 		return 0;
 	}
-	if (rs.terminal) {
-		struct bus_event last;
-		int lrc = bus_last(a->bus, x->run, &last);
-		uint64_t seen;
-
-		pthread_mutex_lock(&x->mu);
-		seen = x->w.last_sseq;
-		pthread_mutex_unlock(&x->mu);
-		if (lrc == TE_OK && last.sseq > seen) {
-			/* The stream has more for us (done in flight, or copies of the live
-			 * tail lost to a reconnect): fetch it, keep reading. */
-			bus_event_release(&last);
-			if (x->hr && hub_repair(x->hr) != TE_OK)
-				tlog_run(LOG_DEBUG, x->run, rs.attempt, "could not read the stream's rest");
-			x->next_check_ms = now + DRAIN_RECHECK_MS;
-		} else if (lrc == TE_OK || lrc == TE_NOTFOUND) {
-			if (lrc == TE_OK)
-				bus_event_release(&last);
-			/* No more deliveries: this thread writes the end itself. */
-			if (x->pushed) {
-				hub_unsubscribe(x->hr, &x->hs);
-				x->pushed = 0;
-			}
-			pthread_mutex_lock(&x->mu);
-			if (!x->w.done && !x->dead)
-				*failed = synthesise(x, &rs) != TE_OK;
-			pthread_mutex_unlock(&x->mu);
-			finished = 1;
-		} else {
-			x->next_check_ms = now + x->backoff_ms;
+	if (v.repair && x->hr && hub_repair(x->hr) != TE_OK)
+		tlog_run(LOG_DEBUG, x->run, rs.attempt, "could not read the stream's rest");
+	switch (v.next) {
+	case STALL_FINISH:
+		/* No more deliveries: this thread writes the end itself. */
+		if (x->pushed) {
+			hub_unsubscribe(x->hr, &x->hs);
+			x->pushed = 0;
 		}
-	} else if (!strcmp(rs.status, "running") && rs.attempt <= watch_cur(x) && rs.owner) {
-		enum recover_rc rr;
-		int64_t last_event;
-
 		pthread_mutex_lock(&x->mu);
-		last_event = x->last_event_ms;
+		if (!x->w.done && !x->dead)
+			*failed = synthesise(x, &rs) != TE_OK;
 		pthread_mutex_unlock(&x->mu);
-		rr = recovery_check_run(a->recovery, x->run, rs.owner, rs.attempt, now - last_event);
-
-		if (rr == RECOVER_CLAIMED || rr == RECOVER_LOST || rr == RECOVER_FAILED) {
-			/* Someone owns it now: the reset (or done) is on its way. */
-			x->next_check_ms = now + DRAIN_RECHECK_MS;
-		} else {
-			/* Alive (or another watcher here is probing): look again later, less
-			 * often while the run stays silent; recovery.c also paces the probes
-			 * of this run across this worker's watchers. A live copy lost to a
-			 * reconnect would also look like silence: read what the stream has. */
-			if (x->hr && rr == RECOVER_ALIVE && hub_repair(x->hr) != TE_OK)
-				tlog_run(LOG_DEBUG, x->run, rs.attempt, "could not read the stream's rest");
-			x->next_check_ms = now + x->backoff_ms;
-			x->backoff_ms = x->backoff_ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS
-			    : x->backoff_ms * 2;
-		}
-	} else {
-		/* queued, or claimed and its reset not yet published */
+		finished = 1;
+		break;
+	case STALL_SOON:
+		x->next_check_ms = now + DRAIN_RECHECK_MS;
+		break;
+	case STALL_BACKOFF_LONGER:
 		x->next_check_ms = now + x->backoff_ms;
+		x->backoff_ms = x->backoff_ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS
+		    : x->backoff_ms * 2;
+		break;
+	case STALL_BACKOFF:
+		x->next_check_ms = now + x->backoff_ms;
+		break;
 	}
 	store_run_state_free(&rs);
 	return finished;
@@ -442,20 +439,20 @@ static int handoff(struct watcher *x);
 static int
 stream_loop(struct watcher *x)
 {
-	const struct config *cfg = x->a->cfg;
-	int64_t ping_ms = (int64_t)cfg->heartbeat_s * 1000;
+	const struct watcher_env *e = x->e;
+	int64_t ping_ms = (int64_t)e->heartbeat_s * 1000;
 	unsigned long seen = 0;
 
 	x->last_event_ms = x->last_write_ms = now_ms();
-	x->backoff_ms = cfg->stall_ms;
-	x->next_check_ms = x->last_event_ms + cfg->stall_ms;
+	x->backoff_ms = e->stall_ms;
+	x->next_check_ms = x->last_event_ms + e->stall_ms;
 	for (;;) {
 		int64_t now = now_ms(), wait;
 		int rc, failed, quiet = 1;
 
-		if (atomic_load(&x->a->closing))
+		if (atomic_load(x->e->closing))
 			return 0;
-		if (auth_revoked_since(x->a->auth, x->key_id, &x->auth_gen)) {
+		if (auth_revoked_since(x->e->auth, x->key_id, &x->auth_gen)) {
 			tlog_run(LOG_INFO, x->run, watch_cur(x), "event stream ended: its API key was revoked");
 			return 0;
 		}
@@ -501,8 +498,8 @@ stream_loop(struct watcher *x)
 				/* Events came while this thread slept: the stall clock runs from
 				 * the last of them, not from this wakeup. */
 				seen = got;
-				x->backoff_ms = cfg->stall_ms;
-				x->next_check_ms = last + cfg->stall_ms;
+				x->backoff_ms = e->stall_ms;
+				x->next_check_ms = last + e->stall_ms;
 			}
 			if (hub_failed(x->hr)) {
 				tlog_run(LOG_WARN, x->run, watch_cur(x), "event stream interrupted: live tail failed");
@@ -531,8 +528,8 @@ stream_loop(struct watcher *x)
 		}
 		now = now_ms();
 		if (!quiet) {
-			x->backoff_ms = cfg->stall_ms;
-			x->next_check_ms = now + cfg->stall_ms;
+			x->backoff_ms = e->stall_ms;
+			x->next_check_ms = now + e->stall_ms;
 			continue;
 		}
 		if (http_client_gone(x->r)) {
@@ -582,8 +579,8 @@ static void w_schedule(struct watcher *x);
 static void
 w_release_slots(struct watcher *x)
 {
-	quota_stream_leave(x->a->quota, x->tenant);
-	atomic_fetch_sub(&x->a->ctr.watchers, 1);
+	quota_stream_leave(x->e->quota, x->tenant);
+	atomic_fetch_sub(x->e->watchers, 1);
 }
 
 static void
@@ -610,7 +607,7 @@ detach_work(uv_work_t *w)
 {
 	struct watcher *x = w->data;
 
-	hub_detach(x->a->hub, x->hr);
+	hub_detach(x->e->hub, x->hr);
 	bus_sub_close(x->sub);
 }
 
@@ -785,8 +782,8 @@ static void
 on_timer(uv_timer_t *t)
 {
 	struct watcher *x = t->data;
-	const struct config *cfg = x->a->cfg;
-	int64_t now = now_ms(), ping_ms = (int64_t)cfg->heartbeat_s * 1000;
+	const struct watcher_env *e = x->e;
+	int64_t now = now_ms(), ping_ms = (int64_t)e->heartbeat_s * 1000;
 	int dead, done;
 
 	if (x->finishing || x->closing)
@@ -800,8 +797,8 @@ on_timer(uv_timer_t *t)
 	if (x->delivered != x->seen) {
 		/* Events came since the last look: the stall clock runs from the last. */
 		x->seen = x->delivered;
-		x->backoff_ms = cfg->stall_ms;
-		x->next_check_ms = x->last_event_ms + cfg->stall_ms;
+		x->backoff_ms = e->stall_ms;
+		x->next_check_ms = x->last_event_ms + e->stall_ms;
 	}
 	dead = x->dead;
 	done = x->w.done;
@@ -829,7 +826,7 @@ on_timer(uv_timer_t *t)
 static void
 w_schedule(struct watcher *x)
 {
-	int64_t now = now_ms(), ping_ms = (int64_t)x->a->cfg->heartbeat_s * 1000, wait;
+	int64_t now = now_ms(), ping_ms = (int64_t)x->e->heartbeat_s * 1000, wait;
 
 	pthread_mutex_lock(&x->mu);
 	wait = x->next_check_ms - now;
@@ -858,7 +855,7 @@ w_look(struct watcher *x)
 			hub_unsubscribe(x->hr, &x->hs);
 			http_wire_abort(&x->wire);
 			close(x->wire.fd);
-			hub_detach(x->a->hub, x->hr);
+			hub_detach(x->e->hub, x->hr);
 			w_release_slots(x);
 			w_free(x);
 			return;
@@ -871,7 +868,7 @@ w_look(struct watcher *x)
 			x->next->prev = x;
 		x->l->all = x;
 		w_schedule(x);
-		if (auth_revoked_since(x->a->auth, x->key_id, &x->auth_gen)) {
+		if (auth_revoked_since(x->e->auth, x->key_id, &x->auth_gen)) {
 			tlog_run(LOG_INFO, x->run, x->w.cur, "event stream ended: its API key was revoked");
 			w_finish(x, FIN_CLEAN);
 			return;
@@ -918,13 +915,13 @@ on_wake(uv_async_t *h)
 		list = x->next_look;
 		w_look(x);
 	}
-	if (auth_revocations(l->a->auth) != l->revoke_gen) {
+	if (auth_revocations(l->env.auth) != l->revoke_gen) {
 		/* A key was revoked (wloop_revoked): end the streams it opened. */
-		l->revoke_gen = auth_revocations(l->a->auth);
+		l->revoke_gen = auth_revocations(l->env.auth);
 		for (struct watcher *x = l->all, *nx; x; x = nx) {
 			nx = x->next;
 			if (!x->finishing && !x->closing &&
-			    auth_revoked_since(l->a->auth, x->key_id, &x->auth_gen)) {
+			    auth_revoked_since(l->env.auth, x->key_id, &x->auth_gen)) {
 				tlog_run(LOG_INFO, x->run, x->w.cur,
 				    "event stream ended: its API key was revoked");
 				w_finish(x, FIN_CLEAN);
@@ -954,13 +951,13 @@ loop_main(void *arg)
 }
 
 int
-wloop_open(struct wloop **out, struct app *a)
+wloop_open(struct wloop **out, const struct watcher_env *env)
 {
 	struct wloop *l = calloc(1, sizeof *l);
 
 	if (!l)
 		return TE_NOMEM;
-	l->a = a;
+	l->env = *env;
 	/* The pool runs stall checks (PostgreSQL) and hub detaches; libuv's default 4
 	 * would queue checks behind one slow PostgreSQL round trip. */
 	setenv("UV_THREADPOOL_SIZE", "8", 0);
@@ -1049,20 +1046,20 @@ handoff(struct watcher *x)
 }
 
 void
-watcher_serve(struct req *r, struct hub_run *hr, const char *run_id, const char *thread_id,
-    int attempt, int last_attempt, int64_t last_seq, int aisdk)
+watcher_serve(struct wloop *l, struct req *r, struct hub_run *hr, const char *run_id,
+    const char *thread_id, int attempt, int last_attempt, int64_t last_seq, int aisdk)
 {
-	struct app *a = r->app;
+	const struct watcher_env *e = &l->env;
 	struct watcher *x = calloc(1, sizeof *x);
 
 	if (!x) {
-		hub_detach(a->hub, hr);
-		quota_stream_leave(a->quota, r->tenant);
-		atomic_fetch_sub(&a->ctr.watchers, 1);
+		hub_detach(e->hub, hr);
+		quota_stream_leave(e->quota, r->tenant);
+		atomic_fetch_sub(e->watchers, 1);
 		return;
 	}
-	x->a = a;
-	x->l = a->wloop;
+	x->e = e;
+	x->l = l;
 	x->r = r;
 	x->hr = hr;
 	snprintf(x->run, sizeof x->run, "%s", run_id);
@@ -1087,13 +1084,13 @@ watcher_serve(struct req *r, struct hub_run *hr, const char *run_id, const char 
 	if (http_wire_pending(&x->wire) &&
 	    (x->dead || http_wire_drain(&x->wire, END_DRAIN_MS) != TE_OK))
 		http_wire_abort(&x->wire);
-	hub_detach(a->hub, x->hr);
+	hub_detach(e->hub, x->hr);
 	bus_sub_close(x->sub);
 	buf_free(&x->out);
 	http_wire_free(&x->wire);
 	pthread_mutex_destroy(&x->mu);
 	pthread_cond_destroy(&x->cv);
-	quota_stream_leave(a->quota, x->tenant);
+	quota_stream_leave(e->quota, x->tenant);
 	free(x);
-	atomic_fetch_sub(&a->ctr.watchers, 1);
+	atomic_fetch_sub(e->watchers, 1);
 }

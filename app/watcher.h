@@ -11,20 +11,45 @@
  * them (16 384 by default).
  *
  * A stream that falls behind the hub's window reads JetStream with its own
- * consumer and stays in its request thread (bounded by the request threads). */
+ * consumer and stays in its request thread (bounded by the request threads).
+ *
+ * The engine sees only struct watcher_env; app/watcher_ops.c wires it to this
+ * worker, and the stall check's rules (stall.h) are unit-tested with fakes. */
 #ifndef TETHER_WATCHER_H
 #define TETHER_WATCHER_H
 
 #include "err.h"
+#include "stall.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 
-struct app;
+struct authcache;
+struct bus;
+struct hub;
+struct quota;
 struct req;
 struct wloop;
 
-/* Start the stream loop of this worker. */
-TE_MUST_CHECK int wloop_open(struct wloop **out, struct app *a);
+/* What the engine uses of its worker, and nothing else. */
+struct watcher_env {
+	int stall_ms;                   /* quiet this long: a stall check */
+	int heartbeat_s;                /* a ping after this long without a write */
+	struct hub *hub;                /* the runs' events, shared by the watchers */
+	struct bus *bus;                /* read by a stream behind the hub's window */
+	struct authcache *auth;         /* a revoked key ends the streams it opened */
+	struct quota *quota;            /* the tenant's stream slot, given back at the end */
+	atomic_int *closing;            /* set: end every stream now (drain) */
+	atomic_int *watchers;           /* this worker's open streams: one given back at the end */
+	struct stall_ops stall;         /* the stall check's store, bus and recovery */
+};
+
+/* The real one (app/watcher_ops.c): a's hub, bus, keys, quotas, flags and checks. */
+struct app;
+void watcher_env_for_app(struct watcher_env *e, struct app *a);
+
+/* Start the stream loop of this worker; env is copied. */
+TE_MUST_CHECK int wloop_open(struct wloop **out, const struct watcher_env *env);
 /* End every stream (as a drain does: the clients resume elsewhere) and stop. */
 void wloop_close(struct wloop *l);
 /* A key was revoked (auth_revoke): the loop ends the streams it opened. Any thread. */
@@ -32,11 +57,12 @@ void wloop_revoked(struct wloop *l);
 /* Streams held by the loop now. */
 int wloop_streams(struct wloop *l);
 
-/* Serve one opened stream (after http_sse_start); hr is a hub reference the
- * engine now owns. aisdk: frame it as the AI SDK's UI message stream (aisdk.h).
+/* Serve one opened stream (after http_sse_start) with loop l's engine; hr is a
+ * hub reference the engine now owns, with one of env->watchers and the tenant's
+ * stream slot. aisdk: frame it as the AI SDK's UI message stream (aisdk.h).
  * Returns when the request thread may go. */
 struct hub_run;
-void watcher_serve(struct req *r, struct hub_run *hr, const char *run_id,
+void watcher_serve(struct wloop *l, struct req *r, struct hub_run *hr, const char *run_id,
     const char *thread_id, int attempt, int last_attempt, int64_t last_seq, int aisdk);
 
 #endif

@@ -429,9 +429,15 @@ worker_main(const struct config *cfg, int fd, pid_t master, struct crash_slot *c
 	if (hub_new(&app.hub, app.bus, (size_t)cfg->hub_max_bytes) != TE_OK)
 		return 1;
 	raise_fd_limit(cfg);
-	if (wloop_open(&app.wloop, &app) != TE_OK) {
-		tlog(LOG_ERROR, "could not start the stream loop");
-		return 1;
+	{
+		struct watcher_env env;
+
+		/* After the hub and the recovery: the engine is handed both. */
+		watcher_env_for_app(&env, &app);
+		if (wloop_open(&app.wloop, &env) != TE_OK) {
+			tlog(LOG_ERROR, "could not start the stream loop");
+			return 1;
+		}
 	}
 	if (bus_ctl_listen(app.bus, app.worker, on_ctl, NULL) != TE_OK)
 		tlog(LOG_WARN, "could not listen for control messages; cancels act at the next publish, "

@@ -105,7 +105,7 @@ events_serve(struct req *r, const char *run_id, struct run_state *given)
 		goto out;
 	}
 	/* From here the engine owns hr, the watcher count and the tenant's stream slot. */
-	watcher_serve(r, hr, run_id, rs->thread_id, rs->attempt, last_attempt, last_seq, aisdk);
+	watcher_serve(a->wloop, r, hr, run_id, rs->thread_id, rs->attempt, last_attempt, last_seq, aisdk);
 out:
 	if (rs == &local)
 		store_run_state_free(&local);
