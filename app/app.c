@@ -1,6 +1,5 @@
 #include "app.h"
 #include "buf.h"
-#include "run.h"
 
 #include <stdio.h>
 
@@ -17,7 +16,7 @@ app_takeover_observe(struct app *a, long long ms)
 }
 
 char *
-app_counters_json(struct app *a)
+app_counters_json(struct app *a, int generators)
 {
 	struct buf b;
 	int rc;
@@ -31,7 +30,7 @@ app_counters_json(struct app *a)
 	    (long long)a->ctr.fenced_publishes, (long long)a->ctr.provider_errors,
 	    (long long)a->ctr.takeovers, (long long)a->ctr.takeover_ms_sum,
 	    (long long)a->ctr.watchers_total, (int)a->ctr.watchers,
-	    a->runner ? runner_reserved(a->runner) : 0);
+	    generators);
 	for (int i = 0; i < TAKEOVER_BUCKETS && rc == 0; i++)
 		rc = buf_printf(&b, "%s%lld", i ? "," : "", (long long)a->ctr.takeover_le[i]);
 	if (rc == 0)

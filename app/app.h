@@ -53,9 +53,10 @@ struct app {
 };
 
 void app_takeover_observe(struct app *a, long long ms);
-/* The counters as the JSON object the heartbeat stores; caller frees. Gauges (open
- * streams, generators) sit under "gauges": they are not summed into the totals a
- * dead worker leaves behind. */
-char *app_counters_json(struct app *a);
+/* The counters as the JSON object the heartbeat stores, with generators (the
+ * runner's reserved slots) beside them; caller frees. Gauges (open streams,
+ * generators) sit under "gauges": they are not summed into the totals a dead
+ * worker leaves behind. */
+char *app_counters_json(struct app *a, int generators);
 
 #endif

@@ -5,7 +5,6 @@
  * revocations that open event streams check; the cache's short life is the
  * backstop when a broadcast is lost. */
 #include "auth.h"
-#include "app.h"
 #include "config.h"
 #include "err.h"
 #include "http.h"
@@ -179,7 +178,7 @@ key_shape_ok(const char *k, size_t n)
 }
 
 int
-auth_tenant(struct req *r)
+auth_tenant(struct authcache *c, struct store *st, struct req *r)
 {
 	char key[API_KEY_LEN + 1];
 	size_t n = 0;
@@ -199,11 +198,11 @@ auth_tenant(struct req *r)
 	}
 	memcpy(key, k, n);
 	key[n] = '\0';
-	gen = auth_revocations(r->app->auth);
+	gen = auth_revocations(c);
 	r->auth_gen = gen;
-	if (cache_get(r->app->auth, key, r->tenant, r->key_id, &r->limits))
+	if (cache_get(c, key, r->tenant, r->key_id, &r->limits))
 		return 0;
-	rc = store_auth(r->app->store, key, r->tenant, r->key_id, &r->limits);
+	rc = store_auth(st, key, r->tenant, r->key_id, &r->limits);
 	if (rc == TE_NOTFOUND) {
 		http_error_ex(r, API_UNAUTHORIZED, NULL, NULL, "WWW-Authenticate: Bearer\r\n",
 		    "invalid API key");
@@ -214,14 +213,14 @@ auth_tenant(struct req *r)
 		    "could not check the API key: PostgreSQL is unavailable");
 		return -1;
 	}
-	cache_put(r->app->auth, key, r->tenant, r->key_id, &r->limits, gen);
+	cache_put(c, key, r->tenant, r->key_id, &r->limits, gen);
 	return 0;
 }
 
 int
 auth_admin(struct req *r)
 {
-	const struct config *cfg = r->app->cfg;
+	const struct config *cfg = r->cfg;
 	char tok[513];
 	size_t n = 0;
 	const char *t = auth_bearer(r->authorization, &n);

@@ -4,9 +4,9 @@
 
 #include <stddef.h>
 
-struct app;
 struct req;
 struct authcache;
+struct store;
 
 #define API_KEY_PREFIX "tk_"
 #define API_KEY_LEN (3 + 40)
@@ -26,10 +26,11 @@ int auth_revoked_since(struct authcache *c, const char *key_id, unsigned *gen);
 /* Extract the token of "Bearer <token>"; NULL when absent or malformed. */
 const char *auth_bearer(const char *header, size_t *len);
 /* Resolve the request's API key into req->tenant and req->key_id (req->auth_gen:
- * the revocation generation before the lookup). On failure the 401 (or 503) has
- * been answered and -1 is returned. */
-int auth_tenant(struct req *r);
-/* Check the admin token in constant time; answers 401 and returns -1 on failure. */
+ * the revocation generation before the lookup), through cache c, else the store.
+ * On failure the 401 (or 503) has been answered and -1 is returned. */
+int auth_tenant(struct authcache *c, struct store *st, struct req *r);
+/* Check the admin token (r->cfg's) in constant time; answers 401 and returns -1 on
+ * failure. */
 int auth_admin(struct req *r);
 /* A new API key (API_KEY_LEN chars + NUL). */
 int auth_key_generate(char key[API_KEY_LEN + 1]);

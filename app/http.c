@@ -1,5 +1,4 @@
 #include "http.h"
-#include "app.h"
 #include "config.h"
 #include "jsonv.h"
 #include "log.h"
@@ -70,13 +69,14 @@ param(struct req *r, const char *name)
 }
 
 void
-http_req_init(struct req *r, struct app *app, FCGX_Request *fcgi)
+http_req_init(struct req *r, struct app *app, const struct config *cfg, FCGX_Request *fcgi)
 {
 	const char *cl;
 	int64_t n;
 
 	memset(r, 0, sizeof *r);
 	r->app = app;
+	r->cfg = cfg;
 	r->fcgi = fcgi;
 	r->started_us = now_us();
 	r->method_str = param(r, "REQUEST_METHOD");
@@ -150,7 +150,7 @@ is_json_type(const char *ct)
 int
 http_json_body(struct req *r, int allow_empty, struct json_object **out)
 {
-	const struct config *cfg = r->app->cfg;
+	const struct config *cfg = r->cfg;
 	struct json_object *obj = NULL;
 	char err[256];
 	int rc;

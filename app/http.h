@@ -12,6 +12,7 @@
 #include "util.h"
 
 struct app;
+struct config;
 struct json_object;
 typedef struct FCGX_Request FCGX_Request;
 
@@ -21,7 +22,8 @@ enum http_method {
 };
 
 struct req {
-	struct app *app;
+	struct app *app;                /* the worker, for the handlers (http.c never reads it) */
+	const struct config *cfg;
 	FCGX_Request *fcgi;
 	enum http_method method;
 	const char *method_str;
@@ -52,7 +54,7 @@ struct req {
 enum http_method http_method_parse(const char *s);
 const char *http_status_text(int status);
 
-void http_req_init(struct req *r, struct app *app, FCGX_Request *fcgi);
+void http_req_init(struct req *r, struct app *app, const struct config *cfg, FCGX_Request *fcgi);
 void http_req_free(struct req *r);
 
 /* Read the body within the configured limit; on failure the error response

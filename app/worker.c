@@ -113,7 +113,7 @@ request_thread(void *arg)
 			continue;
 		}
 		atomic_fetch_add(&app.ctr.requests, 1);
-		http_req_init(&r, &app, &fr);
+		http_req_init(&r, &app, app.cfg, &fr);
 		route_dispatch(&r);
 		if (log_enabled(LOG_DEBUG))
 			tlog(LOG_DEBUG, "%s %s %d %lldus", r.method_str ? r.method_str : "-", r.path,
@@ -185,7 +185,8 @@ heartbeat_thread(void *arg)
 	int64_t backoff = 100;
 
 	while (!atomic_load(&stop_heartbeat)) {
-		char *counters = app_counters_json(&app);
+		char *counters = app_counters_json(&app,
+		    app.runner ? runner_reserved(app.runner) : 0);
 		int rc = store_live_heartbeat(live, counters ? counters : "{}");
 
 		free(counters);

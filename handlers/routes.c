@@ -152,7 +152,7 @@ route_dispatch(struct req *r)
 	}
 	if (m.route->auth == AUTH_ADMIN && auth_admin(r) < 0)
 		return;
-	if (m.route->auth == AUTH_KEY && auth_tenant(r) < 0)
+	if (m.route->auth == AUTH_KEY && auth_tenant(r->app->auth, r->app->store, r) < 0)
 		return;
 	if (m.route->auth == AUTH_KEY &&
 	    !quota_request(r->app->quota, r->tenant, r->limits.requests_per_s)) {

@@ -8,7 +8,11 @@
 #include <stdlib.h>
 
 int auth_admin(struct req *r) { (void)r; abort(); }
-int auth_tenant(struct req *r) { (void)r; abort(); }
+int auth_tenant(struct authcache *c, struct store *st, struct req *r)
+{
+	(void)c; (void)st; (void)r;
+	abort();
+}
 
 void
 http_error(struct req *r, enum api_err e, const char *fmt, ...)
