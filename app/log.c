@@ -1,6 +1,8 @@
 #include "log.h"
+#include "util.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -48,28 +50,7 @@ log_level_parse(const char *name)
 char *
 log_escape(char *dst, size_t cap, const char *src, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-
-	if (cap == 0)
-		return dst;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)src[i];
-		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-			if (o + 1 >= cap)
-				break;
-			dst[o++] = (char)c;
-		} else {
-			if (o + 4 >= cap)
-				break;
-			dst[o++] = '\\';
-			dst[o++] = 'x';
-			dst[o++] = hex[c >> 4];
-			dst[o++] = hex[c & 15];
-		}
-	}
-	dst[o] = '\0';
-	return dst;
+	return text_escape(dst, cap, src, len, SIZE_MAX, ESC_QUOTES);
 }
 
 void

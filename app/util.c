@@ -212,3 +212,54 @@ utf8_valid(const char *str, size_t n)
 	}
 	return 1;
 }
+
+/* How many bytes at s (n left) text_escape keeps as they are; 0: escape one. */
+static size_t
+esc_keep(const char *s, size_t n, unsigned flags)
+{
+	unsigned char c = (unsigned char)s[0];
+	size_t len;
+
+	if (c < 0x80)
+		return c >= 0x20 && c != 0x7f &&
+		    (!(flags & ESC_QUOTES) || (c != '"' && c != '\\')) ? 1 : 0;
+	if (!(flags & ESC_UTF8))
+		return 0;
+	len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+	return len && len <= n && utf8_valid(s, len) ? len : 0;
+}
+
+char *
+text_escape(char *dst, size_t cap, const char *src, size_t len, size_t max, unsigned flags)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0, i = 0, tail = flags & ESC_ELLIPSIS ? 4 : 1;
+
+	if (cap == 0)
+		return dst;
+	while (i < len) {
+		size_t k = esc_keep(src + i, len - i, flags), need = k ? k : 4;
+
+		if (i + (k ? k : 1) > max || o + need + tail > cap) {
+			if ((flags & ESC_ELLIPSIS) && o + 4 <= cap) {
+				memcpy(dst + o, "...", 3);
+				o += 3;
+			}
+			break;
+		}
+		if (k) {
+			memcpy(dst + o, src + i, k);
+			o += k;
+			i += k;
+		} else {
+			unsigned char c = (unsigned char)src[i++];
+
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 15];
+		}
+	}
+	dst[o] = '\0';
+	return dst;
+}

@@ -46,4 +46,14 @@ int parse_int64(const char *s, size_t n, int64_t min, int64_t max, int64_t *out)
 /* Strict UTF-8 validation (no overlongs, no surrogates, max U+10FFFF). */
 int utf8_valid(const char *s, size_t n);
 
+/* The one escaper for text that goes into a log line or an error message: bytes
+ * that could break it (control bytes, DEL, and by default every non-ASCII byte)
+ * become \xNN. ESC_UTF8 keeps valid UTF-8 sequences as they are; ESC_QUOTES
+ * escapes '"' and '\\' too; ESC_ELLIPSIS ends a cut text with "...". Reads at
+ * most max bytes of src (SIZE_MAX: all len) and writes at most cap-1 bytes plus
+ * NUL, whole escapes only; returns dst. */
+enum { ESC_UTF8 = 1, ESC_QUOTES = 2, ESC_ELLIPSIS = 4 };
+char *text_escape(char *dst, size_t cap, const char *src, size_t len, size_t max,
+    unsigned flags);
+
 #endif

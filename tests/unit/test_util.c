@@ -1,5 +1,5 @@
-/* Small helpers: ids, integers, UTF-8, secrets, random hex (util.c), the bounded
- * buffer (buf.c) and log escaping (log.c). */
+/* Small helpers: ids, integers, UTF-8, secrets, random hex, the escaper (util.c),
+ * the bounded buffer (buf.c) and log escaping (log.c). */
 #include "unit.h"
 
 #include <errno.h>
@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "err.h"
 #include "log.h"
+#include "provider_openai.h"
 #include "util.h"
 
 #define U "0b6f1c2e-9d8a-4c3b-8e7f-123456789abc"
@@ -432,6 +433,57 @@ test_log_escape(void)
 }
 
 static void
+excerpt_is(const char *src, size_t len, size_t cap, size_t max, const char *want)
+{
+	char dst[256];
+
+	CU_ASSERT_STRING_EQUAL(text_escape(dst, cap, src, len, max, ESC_UTF8 | ESC_ELLIPSIS), want);
+}
+
+/* The escaper's other modes: UTF-8 kept, cut texts marked (the provider's error
+ * excerpts), and log_escape's mode is text_escape's. */
+static void
+test_text_escape(void)
+{
+	static const char euro[] = "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac";
+	char a[64], b[64];
+	unsigned seed = 15;
+
+	excerpt_is("plain \"q\"", 9, 256, 200, "plain \"q\"");
+	excerpt_is("a\nb\x7f\xff", 5, 256, 200, "a\\x0ab\\x7f\\xff");
+	excerpt_is("abcdefghij", 10, 256, 4, "abcd...");
+	excerpt_is(euro, 9, 256, 7, "\xe2\x82\xac\xe2\x82\xac...");
+	excerpt_is("\xe2\x82", 2, 256, 200, "\\xe2\\x82");    /* a cut sequence */
+	excerpt_is("\xed\xa0\x80", 3, 256, 200, "\\xed\\xa0\\x80"); /* a surrogate */
+	excerpt_is("a\0b", 3, 256, 200, "a\\x00b");
+	excerpt_is("abcdefghij", 10, 8, 200, "abcd...");
+	excerpt_is("abc", 3, 1, 200, "");
+	CU_ASSERT_STRING_EQUAL(text_escape(a, sizeof a, "\"\\\xc3\xa9", 4, SIZE_MAX,
+	    ESC_UTF8 | ESC_QUOTES), "\\x22\\x5c\xc3\xa9");
+	/* The same bytes as the two escapers it replaces, on any input, cap and max. */
+	for (int n = 0; n < 20000; n++) {
+		char src[24];
+		size_t len = (size_t)(rand_r(&seed) % sizeof src), cap = (size_t)(rand_r(&seed) % 64),
+		    max = (size_t)(rand_r(&seed) % 30);
+		static const char pool[] = "a\"\\\n\x7f\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xff\x80";
+
+		for (size_t i = 0; i < len; i++)
+			src[i] = rand_r(&seed) % 4 ? pool[rand_r(&seed) % (sizeof pool - 1)]
+			    : (char)rand_r(&seed);
+		memset(a, 'x', sizeof a);
+		memset(b, 'x', sizeof b);
+		openai_excerpt(a, cap, src, len, max);
+		text_escape(b, cap, src, len, max, ESC_UTF8 | ESC_ELLIPSIS);
+		CU_ASSERT_EQUAL(memcmp(a, b, sizeof a), 0);
+		memset(a, 'x', sizeof a);
+		memset(b, 'x', sizeof b);
+		log_escape(a, cap, src, len);
+		text_escape(b, cap, src, len, SIZE_MAX, ESC_QUOTES);
+		CU_ASSERT_EQUAL(memcmp(a, b, sizeof a), 0);
+	}
+}
+
+static void
 test_log_levels(void)
 {
 	CU_ASSERT_EQUAL(log_level_parse("debug"), LOG_DEBUG);
@@ -515,6 +567,7 @@ static const struct unit_case cases[] = {
 	{ "buf json string bound", test_buf_json_str_bound },
 	{ "buf steal", test_buf_steal },
 	{ "log escape", test_log_escape },
+	{ "text escape", test_text_escape },
 	{ "log levels", test_log_levels },
 	{ "clocks", test_clocks },
 	{ "monotonic deadlines", test_deadline },
