@@ -94,7 +94,7 @@ mock_parse(const char *input, struct mock_spec *spec)
 {
 	const char *p;
 	long n, ms, k;
-	int a, b;
+	int a, b, slow = 0;
 
 	spec->chunks = 5;
 	spec->interval_ms = 50;
@@ -103,6 +103,7 @@ mock_parse(const char *input, struct mock_spec *spec)
 	spec->history = 0;
 	spec->big = 0;
 	spec->crash_at = 0;
+	spec->ntools = 0;
 	if (!input)
 		return;
 	for (p = find_word(input, input, "slow:", 0); p; p = find_word(input, p + 1, "slow:", 0)) {
@@ -112,6 +113,7 @@ mock_parse(const char *input, struct mock_spec *spec)
 		    (b = digits(d + a + 1, MOCK_MAX_INTERVAL_MS, &ms)) && word_end(d[a + 1 + b])) {
 			spec->chunks = n;
 			spec->interval_ms = ms;
+			slow = 1;
 			break;
 		}
 	}
@@ -156,7 +158,7 @@ mock_parse(const char *input, struct mock_spec *spec)
 		spec->tools[spec->ntools++][len] = '\0';
 	}
 	/* A reply that calls tools has text only when slow: asks for it. */
-	if (spec->ntools > 0 && !find_word(input, input, "slow:", 0))
+	if (spec->ntools > 0 && !slow)
 		spec->chunks = 0;
 }
 

@@ -4,6 +4,8 @@
  *     "slow:<N>x<MS>" and the first "fail:<K>" that are whole words and in range
  *     (N <= 100000, MS <= 600000, K <= 100000, at most 9 digits each), and the words
  *     "emit" and "history" anywhere;
+ *   - "tool:<name>" words (a name of 1 to 64 of [A-Za-z0-9_-] ending the word), at
+ *     most 8, in order; with one, no text unless a slow: was read;
  *   - every field is written, and within its range;
  *   - white space around the text changes nothing, and an added " history" word
  *     sets history and nothing else. */
@@ -48,6 +50,7 @@ reference(const char *s, struct mock_spec *w)
 	w->interval_ms = 50;
 	w->fail_after = -1;
 	w->emit = w->history = 0;
+	w->ntools = 0;
 	for (size_t i = 0; i < n; i++) {
 		size_t j;
 		long a, b;
@@ -76,7 +79,19 @@ reference(const char *s, struct mock_spec *w)
 			w->emit = 1;
 		if (!strncmp(s + i, "history", 7) && !wordish(s[i + 7]))
 			w->history = 1;
+		if (w->ntools < 8 && !strncmp(s + i, "tool:", 5)) {
+			size_t k = i + 5;
+
+			while (s[k] == '-' || (wordish(s[k]) && (unsigned char)s[k] < 0x80))
+				k++;
+			if (k - i - 5 >= 1 && k - i - 5 <= 64 && !wordish(s[k])) {
+				memcpy(w->tools[w->ntools], s + i + 5, k - i - 5);
+				w->tools[w->ntools++][k - i - 5] = '\0';
+			}
+		}
 	}
+	if (w->ntools > 0 && !slow)
+		w->chunks = 0;
 }
 
 static void
@@ -91,11 +106,19 @@ parse(const char *s, struct mock_spec *spec)
 	    (spec->history == 0 || spec->history == 1));
 	FUZZ_CHECK(spec->big >= 0 && spec->big <= (4L << 20));
 	FUZZ_CHECK(spec->crash_at >= 0 && spec->crash_at <= MAX_CHUNKS);
+	FUZZ_CHECK(spec->ntools >= 0 && spec->ntools <= MOCK_MAX_TOOLS);
+	for (int i = 0; i < spec->ntools; i++)
+		FUZZ_CHECK(strlen(spec->tools[i]) >= 1 && strlen(spec->tools[i]) <= 64);
 }
 
 static int
 equal(const struct mock_spec *a, const struct mock_spec *b)
 {
+	if (a->ntools != b->ntools)
+		return 0;
+	for (int i = 0; i < a->ntools; i++)
+		if (strcmp(a->tools[i], b->tools[i]) != 0)
+			return 0;
 	return a->chunks == b->chunks && a->interval_ms == b->interval_ms &&
 	    a->fail_after == b->fail_after && a->emit == b->emit && a->history == b->history;
 }
