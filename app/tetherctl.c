@@ -1,6 +1,7 @@
 /* tetherctl - the command-line client for people, scripts and the cron. */
 #include "buf.h"
 #include "client.h"
+#include "ctlchat.h"
 #include "err.h"
 #include "store.h"
 #include "util.h"
@@ -20,9 +21,25 @@ usage(FILE *fp)
 {
 	fprintf(fp,
 	    "usage: tetherctl COMMAND [options]\n\n"
-	    "  chat [--thread ID] [--model M] [--raw] TEXT...\n"
+	    "  chat [--thread ID] [--model M] [--raw] [TOOL OPTIONS] TEXT...\n"
 	    "                     start a run (a new thread unless --thread) and print the\n"
-	    "                     reply as it streams; survives pod death (reconnects)\n"
+	    "                     reply as it streams; survives pod death (reconnects).\n"
+	    "                     Tool calls show as [tool call NAME ARGS, id ID]; when the run\n"
+	    "                     ends asking for them (requires_action), chat answers each,\n"
+	    "                     sends the outputs and follows the continuation (at most 16\n"
+	    "                     rounds). An answer comes from, in this order:\n"
+	    "    --tool NAME=CMD  run CMD with /bin/sh, the call's arguments (JSON, one\n"
+	    "                     line) on its stdin; its stdout is the output (trailing\n"
+	    "                     newlines removed, at most 64 KiB); a failure, a non-zero\n"
+	    "                     exit or the timeout sends an error text instead and says\n"
+	    "                     so. Repeatable; each NAME is also declared to the model\n"
+	    "                     as a tool\n"
+	    "    --tool-output TEXT  the output of every call (for scripts)\n"
+	    "                     else a prompt on the terminal for each call's output; with\n"
+	    "                     no terminal, chat stops with exit status 3\n"
+	    "    --tool-timeout S seconds CMD may take (default 30)\n"
+	    "    --tools FILE     declare the tools in FILE (a JSON array of tool definitions)\n"
+	    "    --tool-choice C  auto, none, required, or a tool's name\n"
 	    "  watch RUN_ID [--from EVENT_ID]\n"
 	    "                     print a run's events (id, event, data), resuming after EVENT_ID\n"
 	    "  key TENANT         create an API key for TENANT (admin token)\n"
@@ -113,174 +130,6 @@ admin_call(const struct client *c, const char *method, const char *path, int exp
 	return st == expect ? 0 : 1;
 }
 
-struct chat_state {
-	int raw;
-	int status_ok;
-	char status[32];
-};
-
-static int
-chat_event(void *arg, const struct sse_event *ev)
-{
-	struct chat_state *cs = arg;
-	struct json_object *o = json_tokener_parse(ev->data), *v;
-
-	if (cs->raw) {
-		printf("%s %s %s\n", ev->id, ev->event, ev->data);
-	} else if (!strcmp(ev->event, "delta") && o && json_object_object_get_ex(o, "text", &v)) {
-		fputs(json_object_get_string(v), stdout);
-	} else if (!strcmp(ev->event, "reset") && o && json_object_object_get_ex(o, "attempt", &v)) {
-		printf("\n[the server generating this reply was lost; attempt %d restarts it]\n",
-		    json_object_get_int(v));
-	}
-	if (!strcmp(ev->event, "done") && o && json_object_object_get_ex(o, "status", &v)) {
-		snprintf(cs->status, sizeof cs->status, "%s", json_object_get_string(v));
-		cs->status_ok = !strcmp(cs->status, "completed");
-		if (!cs->raw) {
-			struct json_object *e;
-			printf("\n");
-			if (!cs->status_ok)
-				fprintf(stderr, "run %s%s%s\n", cs->status,
-				    json_object_object_get_ex(o, "error", &e) ? ": " : "",
-				    json_object_object_get_ex(o, "error", &e) ?
-				    json_object_to_json_string(e) : "");
-		}
-	}
-	fflush(stdout);
-	json_object_put(o);
-	return 0;
-}
-
-static const char *
-json_str(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
-}
-
-static int
-cmd_chat(struct client *c, int argc, char **argv)
-{
-	const char *thread = NULL, *model = NULL;
-	struct chat_state cs = { 0 };
-	struct client_stream s;
-	struct buf text, body, resp;
-	char err[1024], path[256], idem[40], thread_id[UUID_LEN + 1];
-	struct json_object *o = NULL;
-	int st = -1, rc = 1;
-
-	buf_init(&text, 1 << 20);
-	/* The text escaped (a control byte takes six), the model too, and the braces. */
-	buf_init(&body, JSON_STR_MAX(1 << 20) + JSON_STR_MAX(1024) + 64);
-	buf_init(&resp, 1 << 20);
-	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--thread") && i + 1 < argc)
-			thread = argv[++i];
-		else if (!strcmp(argv[i], "--model") && i + 1 < argc)
-			model = argv[++i];
-		else if (!strcmp(argv[i], "--raw"))
-			cs.raw = 1;
-		else if (buf_printf(&text, "%s%s", text.len ? " " : "", argv[i]) != TE_OK) {
-			fprintf(stderr, "tetherctl chat: the text is longer than 1 MiB\n");
-			goto out;
-		}
-	}
-	if (!text.len) {
-		fprintf(stderr, "tetherctl chat: what should I send? (tetherctl chat TEXT...)\n");
-		goto out;
-	}
-	if (thread) {
-		snprintf(thread_id, sizeof thread_id, "%s", thread);
-	} else {
-		st = client_json(c, "POST", "/v1/threads", "{}", &resp, err, sizeof err);
-		o = json_tokener_parse(resp.data ? resp.data : "");
-		if (st != 201 || !json_str(o, "id")) {
-			fprintf(stderr, "tetherctl chat: could not create a thread: %s\n",
-			    st < 0 ? err : resp.data);
-			goto out;
-		}
-		snprintf(thread_id, sizeof thread_id, "%s", json_str(o, "id"));
-		json_object_put(o);
-		o = NULL;
-		fprintf(stderr, "thread %s\n", thread_id);
-	}
-	if (model && strlen(model) > 1024) {
-		fprintf(stderr, "tetherctl chat: the model name is longer than 1024 bytes\n");
-		goto out;
-	}
-	if (buf_puts(&body, "{\"input\":") != TE_OK ||
-	    buf_json_str(&body, text.data, text.len) != TE_OK ||
-	    (model && (buf_puts(&body, ",\"model\":") != TE_OK ||
-	    buf_json_str(&body, model, strlen(model)) != TE_OK)) || buf_puts(&body, "}") != TE_OK) {
-		fprintf(stderr, "tetherctl chat: could not build the request (out of memory)\n");
-		goto out;
-	}
-	/* Retried POSTs carry the same Idempotency-Key: at most one run is created. */
-	random_hex(idem, 16);
-	snprintf(path, sizeof path, "/v1/threads/%s/runs", thread_id);
-	for (int tries = 0; tries < 10; tries++) {
-		buf_reset(&resp);
-		st = client_json_idem(c, "POST", path, body.data, idem, &resp, err, sizeof err);
-		if (st == 200 || st == 202 || (st >= 400 && st < 500))
-			break;
-		sleep_ms(300 * (tries + 1));
-	}
-	o = json_tokener_parse(resp.data ? resp.data : "");
-	if ((st != 200 && st != 202) || !json_str(o, "run_id")) {
-		fprintf(stderr, "tetherctl chat: could not start the run: %s\n", st < 0 ? err : resp.data);
-		goto out;
-	}
-	fprintf(stderr, "run %s\n", json_str(o, "run_id"));
-	memset(&s, 0, sizeof s);
-	s.on_event = chat_event;
-	s.arg = &cs;
-	snprintf(path, sizeof path, "/v1/runs/%s/events", json_str(o, "run_id"));
-	if (client_stream(c, path, &s, 30, err, sizeof err) < 0) {
-		fprintf(stderr, "tetherctl chat: the stream ended without done: %s\n", err);
-		goto out;
-	}
-	rc = cs.status_ok ? 0 : 1;
-out:
-	json_object_put(o);
-	buf_free(&text);
-	buf_free(&body);
-	buf_free(&resp);
-	return rc;
-}
-
-static int
-cmd_watch(struct client *c, int argc, char **argv)
-{
-	struct chat_state cs = { .raw = 1 };
-	struct client_stream s;
-	const char *run = NULL;
-	char path[256], err[1024];
-
-	memset(&s, 0, sizeof s);
-	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--from") && i + 1 < argc)
-			snprintf(s.last_id, sizeof s.last_id, "%s", argv[++i]);
-		else if (!run)
-			run = argv[i];
-		else {
-			fprintf(stderr, "tetherctl watch: unexpected %s\n", argv[i]);
-			return 2;
-		}
-	}
-	if (!run || !uuid_valid(run)) {
-		fprintf(stderr, "tetherctl watch: give a run id (a lower-case UUID)\n");
-		return 2;
-	}
-	s.on_event = chat_event;
-	s.arg = &cs;
-	snprintf(path, sizeof path, "/v1/runs/%s/events", run);
-	if (client_stream(c, path, &s, 30, err, sizeof err) < 0) {
-		fprintf(stderr, "tetherctl watch: the stream ended without done: %s\n", err);
-		return 1;
-	}
-	return cs.status_ok ? 0 : 1;
-}
 
 int
 main(int argc, char **argv)
@@ -345,8 +194,8 @@ main(int argc, char **argv)
 			fprintf(stderr, "tetherctl %s: set TETHER_KEY (tetherctl key TENANT makes one)\n", cmd);
 			return 2;
 		}
-		rc = !strcmp(cmd, "chat") ? cmd_chat(&c, argc - i, argv + i)
-		    : cmd_watch(&c, argc - i, argv + i);
+		rc = !strcmp(cmd, "chat") ? ctlchat_chat(&c, argc - i, argv + i)
+		    : ctlchat_watch(&c, argc - i, argv + i);
 	} else {
 		fprintf(stderr, "tetherctl: unknown command %s\n", cmd);
 		usage(stderr);

@@ -1,5 +1,7 @@
 // tether web chat: threads, messages and a reply that streams in token by token
-// and survives the death of the server generating it (API.md, "Events").
+// and survives the death of the server generating it (API.md, "Events"); a
+// reply that calls tools shows each call and asks for its output (API.md, "v1
+// additions: tools"). Untrusted text only ever goes into textContent.
 import { followEvents, FatalStreamError, backoffMs } from './sse.js';
 
 const KEY_STORAGE = 'tether.apiKey';
@@ -231,21 +233,225 @@ ui.newThread.addEventListener('click', () => {
 
 // ---------- messages ----------
 
+const ROLE_NAMES = { user: 'You', assistant: 'Assistant', tool: 'Tool output' };
+
 function messageItem(role, text, runId) {
   const li = document.createElement('li');
   li.className = `msg ${role}`;
   if (runId) li.dataset.runId = runId;
   const who = document.createElement('div');
   who.className = 'role';
-  who.textContent = role === 'user' ? 'You' : 'Assistant';
+  who.textContent = ROLE_NAMES[role] || role;
   const body = document.createElement('div');
   body.className = 'text';
   body.textContent = text || '';
+  const calls = document.createElement('div');
+  calls.className = 'calls';
   const note = document.createElement('div');
   note.className = 'note';
-  li.append(who, body, note);
+  li.append(who, body, calls, note);
   ui.messages.append(li);
   return li;
+}
+
+// ---------- tool calls ----------
+
+// A call as the events, required_action and the thread's messages give it:
+// {id, name, arguments: {...}}; an OpenAI-shaped {function: {name, arguments: "<json>"}} too.
+function normalizeCall(c) {
+  if (!c || typeof c !== 'object') return null;
+  const fn = c.function && typeof c.function === 'object' ? c.function : {};
+  let args = c.arguments !== undefined ? c.arguments : fn.arguments;
+  if (typeof args === 'string') {
+    try {
+      args = JSON.parse(args);
+    } catch (_) {
+      /* shown as the text it is */
+    }
+  }
+  const id = typeof c.id === 'string' ? c.id : '';
+  const name = typeof c.name === 'string' ? c.name : typeof fn.name === 'string' ? fn.name : '';
+  return id || name ? { id, name, arguments: args === undefined ? {} : args } : null;
+}
+
+function prettyArgs(args) {
+  if (typeof args === 'string') return args;
+  try {
+    return JSON.stringify(args, null, 2);
+  } catch (_) {
+    return String(args);
+  }
+}
+
+// A tool call as its own block: the tool's name and its arguments, pretty.
+function callBlock(call, attempt) {
+  const box = document.createElement('div');
+  box.className = 'tool-call';
+  box.dataset.callId = call.id;
+  if (attempt) box.dataset.attempt = String(attempt);
+  const head = document.createElement('div');
+  head.className = 'tool-head';
+  const name = document.createElement('code');
+  name.className = 'tool-name';
+  name.textContent = call.name;
+  head.append('Tool call ', name);
+  const id = document.createElement('span');
+  id.className = 'tool-id';
+  id.textContent = call.id;
+  head.append(' ', id);
+  const pre = document.createElement('pre');
+  pre.className = 'tool-args';
+  pre.textContent = prettyArgs(call.arguments);
+  box.append(head, pre);
+  return box;
+}
+
+function callsOf(li) {
+  return li.querySelector('.calls');
+}
+
+function addCall(li, call, attempt) {
+  const box = callsOf(li);
+  // One block per call id: a replay or a resume never shows a call twice.
+  for (const b of box.querySelectorAll('.tool-call')) if (b.dataset.callId === call.id) b.remove();
+  box.append(callBlock(call, attempt));
+}
+
+function clearCalls(li) {
+  callsOf(li).replaceChildren();
+}
+
+// A call's output, under its block: a label and the text.
+function outputView(text) {
+  const label = document.createElement('div');
+  label.className = 'tool-output-label';
+  label.textContent = 'Output';
+  const out = document.createElement('pre');
+  out.className = 'tool-output';
+  out.textContent = text;
+  return [label, out];
+}
+
+let toolFormSeq = 0;
+
+// The run ended requires_action: a text area per pending call and one submit that
+// posts all the outputs together, then follows the continuation run.
+async function askForOutputs(run) {
+  let pending = null;
+  try {
+    const r = await api('GET', `/v1/runs/${encodeURIComponent(run.id)}`);
+    const calls = r && r.required_action && Array.isArray(r.required_action.tool_calls) ? r.required_action.tool_calls : null;
+    if (calls) pending = calls.map(normalizeCall).filter((c) => c && c.id);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+  }
+  if (state.run !== run || !run.waiting) return;
+  const box = callsOf(run.li);
+  if (pending) {
+    // What the server will check the outputs against wins over what the events showed.
+    const want = new Set(pending.map((c) => c.id));
+    for (const b of box.querySelectorAll('.tool-call')) if (!want.has(b.dataset.callId)) b.remove();
+    const have = new Set([...box.querySelectorAll('.tool-call')].map((b) => b.dataset.callId));
+    for (const c of pending) if (!have.has(c.id)) box.append(callBlock(c, run.attempt));
+  }
+  const blocks = [...box.querySelectorAll('.tool-call')];
+  if (!blocks.length) {
+    run.phase = 'waiting for tool outputs, but no call was named';
+    renderRun(run, 'error');
+    return;
+  }
+  const form = document.createElement('form');
+  form.className = 'tool-form';
+  const seq = ++toolFormSeq;
+  form.id = `tool-form-${seq}`;
+  const areas = blocks.map((b, i) => {
+    const label = document.createElement('label');
+    const id = `tool-output-${seq}-${i}`;
+    label.htmlFor = id;
+    label.className = 'tool-output-label';
+    label.textContent = `Output of ${b.querySelector('.tool-name').textContent}`;
+    const ta = document.createElement('textarea');
+    ta.id = id;
+    ta.className = 'tool-output-input';
+    ta.rows = 2;
+    ta.dataset.callId = b.dataset.callId;
+    ta.setAttribute('form', form.id); // a field of the form below, shown in its call's block
+    b.append(label, ta);
+    return ta;
+  });
+  const actions = document.createElement('div');
+  actions.className = 'actions';
+  const submit = document.createElement('button');
+  submit.type = 'submit';
+  submit.className = 'tool-submit';
+  submit.textContent = areas.length > 1 ? 'Send tool outputs' : 'Send tool output';
+  actions.append(submit);
+  form.append(actions);
+  box.append(form);
+  run.toolForm = form;
+  // One Idempotency-Key per body: sending the same outputs again (after a network
+  // error) starts no second continuation; changed outputs are a new request.
+  let sent = { body: '', key: '' };
+  const submitOutputs = async () => {
+    const outputs = areas.map((ta) => ({ tool_call_id: ta.dataset.callId, output: ta.value }));
+    const body = JSON.stringify({ outputs });
+    if (sent.body !== body) sent = { body, key: uuid() };
+    for (const ta of areas) ta.readOnly = true;
+    submit.disabled = true;
+    setStatus('sending the tool outputs…');
+    try {
+      const r = await postToolOutputs(run.id, outputs, sent.key);
+      if (state.run !== run) return;
+      form.remove();
+      for (const ta of areas) {
+        ta.previousElementSibling.remove(); // its label
+        ta.replaceWith(...outputView(ta.value));
+      }
+      run.waiting = false;
+      follow(r.run_id, messageItem('assistant', '', r.run_id));
+      keepScrolled(true);
+    } catch (e) {
+      if (state.run !== run) return;
+      for (const ta of areas) ta.readOnly = false;
+      submit.disabled = false;
+      if (e instanceof ApiError && e.status === 409) {
+        run.waiting = false;
+        updateButtons();
+        setStatus('This run no longer waits for tool outputs (answered or cancelled elsewhere): reloading the thread.', 'warn');
+        await openThread(state.threadId, { focus: false });
+      } else if (!(e instanceof ApiError && e.status === 401)) {
+        showError('Could not send the tool outputs', e);
+      }
+    }
+  };
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    submitOutputs();
+  });
+  for (const ta of areas) {
+    ta.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        if (!submit.disabled) submitOutputs();
+      }
+    });
+  }
+  updateButtons();
+  areas[0].focus();
+}
+
+// POST with retries under one Idempotency-Key, as run creation.
+async function postToolOutputs(runId, outputs, key) {
+  for (let tries = 0; ; tries++) {
+    try {
+      return await api('POST', `/v1/runs/${encodeURIComponent(runId)}/tool_outputs`, { outputs }, { 'Idempotency-Key': key });
+    } catch (e) {
+      const retryable = !(e instanceof ApiError) || e.status >= 500 || e.status === 429;
+      if (!retryable || tries >= 5) throw e;
+      setStatus(`sending the tool outputs again (try ${tries + 2})…`, 'warn');
+      await wait(backoffMs(tries + 1));
+    }
+  }
 }
 
 function nearBottom() {
@@ -285,14 +491,27 @@ async function openThread(id, { focus = true } = {}) {
   }
   if (seq !== state.openSeq) return;
   ui.title.textContent = t.title || 'Untitled thread';
-  const answered = new Set();
   for (const m of t.messages || []) {
-    messageItem(m.role, m.content, m.run_id);
-    if (m.role === 'assistant' && m.run_id) answered.add(m.run_id);
+    // The active run's reply comes from its stream below (a run waiting for tool
+    // outputs has its assistant message stored already).
+    if (m.role === 'assistant' && t.active_run_id && m.run_id === t.active_run_id) continue;
+    if (m.role === 'tool') {
+      // A tool's output goes under its call's block (a separate item if none shows it).
+      const block = [...ui.messages.querySelectorAll('.tool-call')].find((b) => b.dataset.callId === m.tool_call_id);
+      if (block && !block.querySelector('.tool-output')) block.append(...outputView(m.content || ''));
+      else messageItem('tool', m.content, m.run_id).dataset.toolCallId = m.tool_call_id || '';
+      continue;
+    }
+    const li = messageItem(m.role, m.content, m.run_id);
+    for (const c of Array.isArray(m.tool_calls) ? m.tool_calls : []) {
+      const call = normalizeCall(c);
+      if (call) callsOf(li).append(callBlock(call));
+    }
   }
-  if (t.active_run_id && !answered.has(t.active_run_id)) {
-    // A reply is being generated: attach to its stream from the start of its
-    // current attempt (late watchers get no text of an abandoned attempt).
+  if (t.active_run_id) {
+    // A reply is being generated (or waits for tool outputs): attach to its stream
+    // from the start of its current attempt (late watchers get no text of an
+    // abandoned attempt).
     follow(t.active_run_id, messageItem('assistant', '', t.active_run_id));
   }
   keepScrolled(true);
@@ -301,10 +520,15 @@ async function openThread(id, { focus = true } = {}) {
 
 // ---------- sending and following a run ----------
 
+// A run keeps the thread busy while it streams and while it waits for tool outputs.
+function runBusy(run) {
+  return !!run && (run.state !== 'ended' || run.waiting);
+}
+
 function updateButtons() {
-  const busy = state.sending || (state.run && state.run.state !== 'ended');
+  const busy = state.sending || runBusy(state.run);
   ui.send.disabled = !!busy;
-  ui.cancel.disabled = !(state.run && state.run.state !== 'ended' && !state.run.cancelling);
+  ui.cancel.disabled = !(runBusy(state.run) && !state.run.cancelling);
 }
 
 function stopFollowing() {
@@ -348,6 +572,7 @@ function follow(runId, li) {
     final: null,
     state: 'live',
     cancelling: false,
+    waiting: false, // ended requires_action: the thread waits for tool outputs
   };
   li.dataset.runId = runId;
   li.dataset.skipped = '0';
@@ -378,6 +603,7 @@ function follow(runId, li) {
         // seq 0 of an attempt: its text starts here.
         run.attempt = d.attempt || (id && id[0]) || 1;
         textEl.textContent = '';
+        clearCalls(li);
         if (run.attempt > 1) run.recovered = true;
         run.phase = 'streaming';
         break;
@@ -385,6 +611,7 @@ function follow(runId, li) {
         // The owner died; a survivor restarts the reply: replace, never append.
         run.attempt = d.attempt || (id && id[0]) || run.attempt + 1;
         textEl.textContent = '';
+        clearCalls(li); // the older attempt's tool calls are void too
         run.recovered = true;
         run.phase = 'streaming';
         break;
@@ -393,9 +620,20 @@ function follow(runId, li) {
         if (!run.attempt && id) run.attempt = id[0];
         run.phase = 'streaming';
         break;
+      case 'tool_call': {
+        const call = normalizeCall(d);
+        if (!call) return;
+        if (!run.attempt && id) run.attempt = id[0];
+        addCall(li, call, run.attempt);
+        run.phase = 'streaming';
+        break;
+      }
       case 'done':
         run.final = d.status || 'completed';
-        if (run.final === 'failed') {
+        if (run.final === 'requires_action') {
+          run.waiting = true;
+          run.phase = 'waiting for tool outputs';
+        } else if (run.final === 'failed') {
           const why = (d.error && (d.error.message || d.error.code)) || 'the reply failed';
           run.phase = `failed: ${why}`;
         } else {
@@ -435,6 +673,7 @@ function follow(runId, li) {
         run.phase = 'ended';
         renderRun(run);
       }
+      if (run.waiting) askForOutputs(run);
     })
     .catch((e) => {
       if (state.run !== run) return;
@@ -453,12 +692,24 @@ function follow(runId, li) {
 
 ui.cancel.addEventListener('click', async () => {
   const run = state.run;
-  if (!run || run.state === 'ended') return;
+  if (!runBusy(run)) return;
   run.cancelling = true;
   updateButtons();
   try {
-    // The stream then ends with done{cancelled}.
-    await api('POST', `/v1/runs/${encodeURIComponent(run.id)}/cancel`);
+    // A streaming run's stream then ends with done{cancelled}; a run waiting for
+    // tool outputs has no stream left: its answer is the news.
+    const r = await api('POST', `/v1/runs/${encodeURIComponent(run.id)}/cancel`);
+    if (run.waiting && state.run === run && r && r.status !== 'requires_action') {
+      run.waiting = false;
+      run.cancelling = false;
+      run.final = r.status;
+      run.phase = r.status;
+      if (run.toolForm) run.toolForm.remove();
+      for (const ta of run.li.querySelectorAll('.tool-output-input, .tool-output-label')) ta.remove();
+      renderRun(run);
+      updateButtons();
+      loadThreads();
+    }
   } catch (e) {
     run.cancelling = false;
     updateButtons();
@@ -483,7 +734,7 @@ async function postRun(threadId, input) {
 
 async function sendMessage() {
   const input = ui.input.value;
-  if (!input.trim() || state.sending || (state.run && state.run.state !== 'ended')) return;
+  if (!input.trim() || state.sending || runBusy(state.run)) return;
   if (!state.key) {
     askForKey('Enter an API key first.');
     return;

@@ -89,6 +89,8 @@ function oneAttemptStamp(text, n) {
 function recordReplies() {
   window.__replyStates = [];
   window.__statusStates = [];
+  window.__toolCalls = []; // every tool-call block the page ever showed: "<call id>@<attempt>"
+  window.__maxToolBlocks = 0; // the most tool-call blocks shown at once
   document.addEventListener('DOMContentLoaded', () => {
     const list = document.getElementById('messages');
     const status = document.getElementById('status');
@@ -99,6 +101,12 @@ function recordReplies() {
       characterData: true,
     });
     const take = () => {
+      const blocks = list.querySelectorAll('.tool-call');
+      window.__maxToolBlocks = Math.max(window.__maxToolBlocks, blocks.length);
+      for (const b of blocks) {
+        const k = `${b.dataset.callId}@${b.dataset.attempt || ''}`;
+        if (!window.__toolCalls.includes(k)) window.__toolCalls.push(k);
+      }
       const li = list.querySelector('li.assistant:last-child');
       if (!li) return;
       const t = li.querySelector('.text').textContent;
@@ -324,32 +332,36 @@ test('phone_width_keyboard_and_focus', async (t) => {
 //               over; the page's stream never drops and gets `reset` in-stream;
 //   'owner'     the pod that dies: the page sees its stream end without `done`,
 //               reconnects with Last-Event-ID and gets `reset` from a survivor.
+async function routeFirstStream(page, streamFrom) {
+  const r = { owner: null, streamPod: null, streamUrls: [] };
+  await page.route('**/v1/runs/*/events', async (route) => {
+    const url = new URL(route.request().url());
+    r.streamUrls.push(url.pathname);
+    if (r.streamPod !== null) return route.continue(); // reconnects: the balancer chooses
+    const runId = url.pathname.split('/')[3];
+    const s = await until(async () => {
+      const x = await runState(runId);
+      return x.owner && x.owner.pod ? x : null;
+    }, 30000, 'the run to have an owner');
+    r.owner = s.owner.pod;
+    const pods = (await stack('pods')).split('\n').filter((l) => / up /.test(l)).map((l) => l.split(' ')[0]);
+    r.streamPod = streamFrom === 'owner' ? r.owner : pods.find((p) => p !== r.owner);
+    assert.ok(r.streamPod, `no pod to stream from (pods up: ${pods})`);
+    return route.continue({ url: `${BASE}/pod/${r.streamPod}${url.pathname}${url.search}` });
+  });
+  return r;
+}
+
 async function killOwnerMidStream(t, streamFrom, input) {
   const page = await newPage(t);
   await openWithKey(page);
-  let owner = null;
-  let streamPod = null;
-  const streamUrls = [];
-  await page.route('**/v1/runs/*/events', async (route) => {
-    const url = new URL(route.request().url());
-    streamUrls.push(url.pathname);
-    if (streamPod !== null) return route.continue(); // reconnects: the balancer chooses
-    const runId = url.pathname.split('/')[3];
-    const r = await until(async () => {
-      const s = await runState(runId);
-      return s.owner && s.owner.pod ? s : null;
-    }, 30000, 'the run to have an owner');
-    owner = r.owner.pod;
-    const pods = (await stack('pods')).split('\n').filter((l) => / up /.test(l)).map((l) => l.split(' ')[0]);
-    streamPod = streamFrom === 'owner' ? owner : pods.find((p) => p !== owner);
-    assert.ok(streamPod, `no pod to stream from (pods up: ${pods})`);
-    return route.continue({ url: `${BASE}/pod/${streamPod}${url.pathname}${url.search}` });
-  });
+  const routed = await routeFirstStream(page, streamFrom);
   const { li, runId } = await send(page, input);
   await waitText(li, 'chunk-3 ');
   const before = await replyText(li);
   assert.ok(!before.includes('chunk-20 '), 'the reply finished before the kill: not mid-stream');
   const stamp1 = oneAttemptStamp(before.slice(0, before.lastIndexOf('chunk-3 ') + 8), 3);
+  const { owner, streamPod, streamUrls } = routed;
   assert.ok(owner && streamPod, 'the page did not open the event stream');
   assert.equal((await runState(runId)).owner.pod, owner);
   await stack('kill', owner);
@@ -392,6 +404,141 @@ test('owner_pod_killed_page_on_survivor_shows_each_chunk_once', (t) =>
 
 test('owner_pod_killed_page_on_dead_pod_reconnects_each_chunk_once', (t) =>
   killOwnerMidStream(t, 'owner', 'reconnect slow:20x400'));
+
+// ---------- tool calls (API.md "v1 additions: tools") ----------
+
+// A reply's element by its run (send's `li` is the last reply, which a continuation changes).
+const runItem = (page, runId) => page.locator(`#messages li.assistant[data-run-id="${runId}"]`);
+
+// The reply ended requires_action: its call blocks, checked against required_action.
+async function pendingCalls(li, runId) {
+  await waitState(li, 'requires_action', 120000);
+  const run = await runState(runId);
+  assert.equal(run.status, 'requires_action');
+  const want = run.required_action.tool_calls;
+  const blocks = li.locator('.tool-call');
+  await until(async () => (await li.locator('textarea.tool-output-input').count()) === want.length, 30000,
+    'a text area per pending call');
+  assert.equal(await blocks.count(), want.length, 'one block per pending call');
+  for (let i = 0; i < want.length; i++) {
+    const b = blocks.nth(i);
+    assert.equal(await b.getAttribute('data-call-id'), want[i].id);
+    assert.equal(await b.locator('.tool-name').textContent(), want[i].name);
+    assert.equal(await b.locator('.tool-args').textContent(), JSON.stringify(want[i].arguments, null, 2));
+  }
+  return { run, calls: want };
+}
+
+// Type one output per call, submit, and follow the continuation to its end.
+async function answerCalls(page, li, runId, calls, outputs) {
+  const areas = li.locator('textarea.tool-output-input');
+  for (let i = 0; i < calls.length; i++) await areas.nth(i).fill(outputs[i]);
+  await li.locator('button.tool-submit').click();
+  const cont = page.locator('#messages li.assistant').last();
+  const contId = await until(async () => {
+    const id = await cont.getAttribute('data-run-id');
+    return id && id !== runId ? id : null;
+  }, 30000, 'the continuation to start');
+  await waitState(cont, 'completed');
+  const run = await runState(contId);
+  assert.equal(run.status, 'completed');
+  assert.equal(run.continues, runId, 'the continuation names the run it continues');
+  assert.equal(await replyText(cont), run.output, 'the page shows exactly the continuation output');
+  for (let i = 0; i < calls.length; i++) {
+    const needle = `tool=${calls[i].id}:${outputs[i]} `;
+    assert.equal(run.output.split(needle).length - 1, 1, `the continuation holds ${needle} once: ${run.output}`);
+  }
+  // Each output now shows under its call, as text; the form is gone.
+  assert.equal(await li.locator('textarea').count(), 0);
+  assert.deepEqual(await li.locator('.tool-output').allTextContents(), outputs);
+  assert.equal(await page.locator('#status').textContent(), 'completed');
+  return { cont, run };
+}
+
+test('tool_call_loop_completes', async (t) => {
+  const page = await newPage(t);
+  await openWithKey(page);
+  const { runId } = await send(page, 'what is the weather? tool:get_weather slow:3x50');
+  const li = runItem(page, runId);
+  const { calls } = await pendingCalls(li, runId);
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0].name, 'get_weather');
+  assert.deepEqual(calls[0].arguments, { n: 1 });
+  assert.equal(await page.locator('#status').textContent(), 'waiting for tool outputs');
+  assert.equal(await page.locator('#send').isDisabled(), true, 'send is enabled while the thread waits');
+  assert.equal(await page.locator('#cancel').isDisabled(), false, 'a waiting run cannot be cancelled');
+  assert.equal(await page.evaluate(() => document.activeElement.className), 'tool-output-input');
+  // Markup in an output is text: nothing of it becomes an element.
+  const output = 'sunny <b>hot</b> & "dry"';
+  const { run } = await answerCalls(page, li, runId, calls, [output]);
+  assert.equal(await page.locator('#messages b').count(), 0, 'an output was rendered as HTML');
+  assert.equal(await li.getAttribute('data-skipped'), '0', 'the server sent an event twice');
+  assert.equal(await page.locator('#send').isDisabled(), false);
+  // A reload shows the whole loop from the thread's messages: the call, its output, the reply.
+  await page.reload();
+  const block = page.locator('#messages li.assistant .tool-call');
+  await until(async () => (await block.count()) === 1 && (await page.locator('#messages li.assistant').count()) === 2,
+    30000, 'the tool loop after a reload');
+  assert.equal(await block.getAttribute('data-call-id'), calls[0].id);
+  assert.equal(await block.locator('.tool-name').textContent(), 'get_weather');
+  assert.equal(await block.locator('.tool-output').textContent(), output);
+  assert.equal(await replyText(page.locator('#messages li.assistant').last()), run.output);
+  assert.equal(await page.locator('#messages textarea').count(), 0, 'an answered call asks again');
+});
+
+test('tool_call_reload_while_waiting_then_cancel', async (t) => {
+  const page = await newPage(t);
+  await openWithKey(page);
+  const { runId } = await send(page, 'tool:get_weather slow:2x50');
+  await pendingCalls(runItem(page, runId), runId);
+  // A reload finds the thread busy with the waiting run and asks again.
+  await page.reload();
+  const li2 = runItem(page, runId);
+  await li2.waitFor({ state: 'attached', timeout: 30000 });
+  await pendingCalls(li2, runId);
+  assert.equal(await page.locator('#messages li.assistant').count(), 1, 'the waiting reply shows once');
+  await page.locator('#cancel').click();
+  await until(async () => (await page.locator('#status').textContent()) === 'cancelled', 30000, 'the cancel');
+  assert.equal((await runState(runId)).status, 'cancelled');
+  assert.equal(await li2.locator('textarea').count(), 0);
+  assert.equal(await page.locator('#send').isDisabled(), false);
+});
+
+// The owner dies while the reply that ends in a tool call streams (the page's stream on
+// the dying pod: a reconnect, then `reset` from a survivor). The page shows the new
+// attempt's call exactly once and the loop completes with the output once.
+test('tool_call_owner_killed_mid_call_shows_call_once', async (t) => {
+  const page = await newPage(t);
+  await openWithKey(page);
+  const routed = await routeFirstStream(page, 'owner');
+  const { runId } = await send(page, 'tool:get_weather slow:20x400');
+  const li = runItem(page, runId);
+  await waitText(li, 'chunk-3 ');
+  const before = await replyText(li);
+  assert.ok(!before.includes('chunk-20 '), 'the reply finished before the kill: not mid-stream');
+  const stamp1 = oneAttemptStamp(before.slice(0, before.lastIndexOf('chunk-3 ') + 8), 3);
+  assert.ok(routed.owner, 'the page did not open the event stream');
+  await stack('kill', routed.owner);
+  try {
+    const { run, calls } = await pendingCalls(li, runId);
+    assert.equal(run.attempt, 2, 'one takeover');
+    assert.equal(calls.length, 1);
+    assert.equal(await li.locator('.tool-call').getAttribute('data-attempt'), '2');
+    const text = await replyText(li);
+    assert.notEqual(oneAttemptStamp(text, 20), stamp1, 'the text is not the new attempt\'s');
+    const seen = await page.evaluate(() => window.__toolCalls);
+    t.log(`tool-call blocks ever shown: ${seen.join(', ')}`);
+    assert.ok(seen.every((k) => k.endsWith('@2') ? k === `${calls[0].id}@2` : true), `blocks: ${seen}`);
+    assert.ok(await page.evaluate(() => window.__maxToolBlocks) <= 1, 'two call blocks at once');
+    assert.equal(await li.getAttribute('data-skipped'), '0', 'the server sent an event twice');
+    assert.equal(await page.locator('#status').textContent(), 'waiting for tool outputs · recovered on another server (attempt 2)');
+    assert.ok(routed.streamUrls.length >= 2, `the page did not reconnect: ${routed.streamUrls}`);
+    await answerCalls(page, li, runId, calls, ['sunny']);
+    assert.equal(await page.locator('#messages .tool-call').count(), 1, 'the call shows once');
+  } finally {
+    await stack('start', routed.owner);
+  }
+});
 
 // ---------- runner ----------
 

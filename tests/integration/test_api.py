@@ -5,6 +5,7 @@ single-owner run path, through nginx against real PostgreSQL and NATS.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -684,6 +685,122 @@ def test_tetherctl_chat_and_watch(c):
     p = subprocess.run([os.path.join(BIN, "tetherctl"), "watch", "not-a-uuid"], env=env, text=True,
                        capture_output=True, timeout=60)
     assert p.returncode == 2 and "UUID" in p.stderr, p
+
+
+TOOL_CALL_LINE = re.compile(r"^\[tool call (\S+) (.*), id (\S+)\]$", re.M)
+
+
+def tetherctl_chat(c, *args, timeout=120):
+    """tetherctl chat with the suite's key, stdin not a terminal; (process, run ids in order)."""
+    env = dict(os.environ, TETHER_URL=c.stack.url, TETHER_KEY=c.key)
+    p = subprocess.run([os.path.join(BIN, "tetherctl"), "chat", *args], env=env, text=True,
+                       capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return p, [l.split()[1] for l in p.stderr.split("\n") if l.startswith("run ")]
+
+
+def assert_tool_loop(c, p, runs, output, n_calls=1):
+    """One round: the first run asked for get_weather({"n":1}) n_calls times, the
+    continuation answered each with output; returns the call ids."""
+    assert p.returncode == 0, p
+    assert len(runs) == 2, p.stderr
+    first, cont = runs
+    assert f"run {cont} (continues {first})" in p.stderr, p.stderr
+    calls = TOOL_CALL_LINE.findall(p.stdout)
+    assert len(calls) == n_calls, p.stdout
+    assert all(name == "get_weather" and json.loads(args) == {"n": 1} for name, args, _ in calls), calls
+    ids = [cid for _, _, cid in calls]
+    s0 = c.api.run_state(first)
+    assert s0["status"] != "running", s0
+    s = c.api.run_state(cont)
+    assert s["status"] == "completed", s
+    assert s.get("continues") == first, s
+    for cid in ids:
+        assert s["output"].count(f"tool={cid}:{output} ") == 1, (cid, s["output"])
+        assert p.stdout.count(f"[tool output for {cid}: {json.dumps(output)}]") == 1, p.stdout
+    assert p.stdout.endswith(s["output"] + "\n"), (p.stdout, s["output"])
+    return ids
+
+
+def test_tetherctl_tool_loop(c):
+    """tetherctl chat answers the mock's tool call from --tool NAME=CMD (the arguments on
+    the command's stdin, its stdout the output) and follows the continuation."""
+    p, runs = tetherctl_chat(c, "--tool", "get_weather=cat >&2; echo sunny", "tool:get_weather slow:3x20")
+    (cid,) = assert_tool_loop(c, p, runs, "sunny")
+    assert '{"n":1}' in p.stderr, p.stderr  # what the command read on its stdin
+    # The thread holds the whole loop: the call, then its output.
+    t = c.api.get(f"/v1/threads/{c.api.run_state(runs[0])['thread_id']}").json
+    roles = [m["role"] for m in t["messages"]]
+    assert roles == ["user", "assistant", "tool", "assistant"], t["messages"]
+    assert [x.get("id") for x in t["messages"][1]["tool_calls"]] == [cid], t["messages"][1]
+    assert t["messages"][2]["tool_call_id"] == cid and t["messages"][2]["content"] == "sunny", t["messages"][2]
+    assert t["status"] == "idle", t
+    # --tool-output answers every call; the same text goes back.
+    p, runs = tetherctl_chat(c, "--tool-output", "fixed text", "tool:get_weather slow:2x10")
+    assert_tool_loop(c, p, runs, "fixed text")
+
+
+def test_tetherctl_tool_failures(c):
+    """A failing or hanging command is answered with an error text that says so; with no
+    way to answer (no mapping, no terminal) chat stops at once with status 3."""
+    p, runs = tetherctl_chat(c, "--tool", "get_weather=echo half; exit 4", "tool:get_weather slow:2x10")
+    assert_tool_loop(c, p, runs, "error: the command for tool get_weather exited with status 4; its output: half")
+    assert "exited with status 4; answering call" in p.stderr, p.stderr
+    t0 = time.monotonic()
+    p, runs = tetherctl_chat(c, "--tool-timeout", "1", "--tool", "get_weather=sleep 60", "tool:get_weather slow:2x10")
+    assert time.monotonic() - t0 < 30, "the command's timeout did not hold"
+    assert_tool_loop(c, p, runs, "error: the command for tool get_weather timed out after 1 s")
+    p, runs = tetherctl_chat(c, "--tool", "other=true", "tool:get_weather slow:2x10")
+    assert p.returncode == 3, p
+    assert "--tool get_weather=CMD" in p.stderr and "requires_action" in p.stderr, p.stderr
+    assert len(runs) == 1, p.stderr
+    s = c.api.run_state(runs[0])
+    assert s["status"] == "requires_action", s
+    assert [x["name"] for x in s["required_action"]["tool_calls"]] == ["get_weather"], s
+    r = c.api.post(f"/v1/runs/{runs[0]}/cancel")
+    assert r.status == 200 and r.json["status"] == "cancelled", r
+    p, _ = tetherctl_chat(c, "--tool", "get weather=true", "hello")
+    assert p.returncode == 2 and "NAME=CMD" in p.stderr, p
+
+
+def test_tetherctl_tool_loop_owner_killed(c):
+    """The owner pod dies while the reply that will call a tool streams: tetherctl shows
+    the reset, answers the new attempt's call once, and the loop completes."""
+    env = dict(os.environ, TETHER_URL=c.stack.url, TETHER_KEY=c.key)
+    proc = subprocess.Popen([os.path.join(BIN, "tetherctl"), "chat", "--tool", "get_weather=echo sunny",
+                             "tool:get_weather slow:20x250"], env=env, text=True, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err_lines, out_parts = [], []
+    readers = [threading.Thread(target=lambda: err_lines.extend(iter(proc.stderr.readline, "")), daemon=True),
+               threading.Thread(target=lambda: out_parts.extend(iter(lambda: proc.stdout.read(1), "")), daemon=True)]
+    for r in readers:
+        r.start()
+    pod = None
+    try:
+        first = wait_until(lambda: [l.split()[1] for l in err_lines if l.startswith("run ")][:1], 30,
+                           "tetherctl to start the run")[0]
+        s = wait_until(lambda: (lambda s: s if s and s["owner"] else None)(c.api.run_state_or_none(first)), 30,
+                       "an owner")
+        pod = s["owner"]["pod"]
+        wait_until(lambda: "chunk-3 " in "".join(out_parts), 30, "attempt 1's third chunk on tetherctl's stdout")
+        assert c.api.run_state(first)["status"] == "running"
+        c.stack.kill(pod)
+        proc.wait(timeout=150)
+        for r in readers:
+            r.join(10)
+        out = "".join(out_parts)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if pod:
+            c.stack.start(pod)
+    p = subprocess.CompletedProcess(proc.args, proc.returncode, out, "".join(err_lines))
+    runs = [l.split()[1] for l in p.stderr.split("\n") if l.startswith("run ")]
+    assert "[the server generating this reply was lost; attempt 2 restarts it" in p.stdout, p.stdout
+    assert c.api.run_state(runs[0])["attempt"] == 2
+    after_reset = p.stdout[p.stdout.index("attempt 2 restarts it"):]
+    ids = assert_tool_loop(c, subprocess.CompletedProcess(p.args, p.returncode, after_reset, p.stderr), runs, "sunny")
+    assert p.stdout.count("[tool output for ") == 1, p.stdout  # answered exactly once
+    assert TOOL_CALL_LINE.findall(p.stdout)[-1][2] == ids[0]
 
 
 def test_stack_contract(c):
