@@ -90,37 +90,7 @@ append_utf8(struct buf *b, const char *p, size_t n)
 char *
 openai_excerpt(char *dst, size_t cap, const char *src, size_t len, size_t max)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0, i = 0;
-
-	if (cap == 0)
-		return dst;
-	while (i < len) {
-		size_t k = src[i] ? utf8_seq(src + i, len - i) : 0;
-		int printable = k > 1 || (k == 1 && (unsigned char)src[i] >= 0x20 && src[i] != 0x7f);
-		size_t need = printable ? k : 4;
-
-		if (i + (printable ? k : 1) > max || o + need + 4 > cap) {
-			if (o + 4 <= cap) {
-				memcpy(dst + o, "...", 3);
-				o += 3;
-			}
-			break;
-		}
-		if (printable) {
-			memcpy(dst + o, src + i, k);
-			o += k;
-			i += k;
-		} else {
-			unsigned char c = (unsigned char)src[i++];
-			dst[o++] = '\\';
-			dst[o++] = 'x';
-			dst[o++] = hex[c >> 4];
-			dst[o++] = hex[c & 15];
-		}
-	}
-	dst[o] = '\0';
-	return dst;
+	return text_escape(dst, cap, src, len, max, ESC_UTF8 | ESC_ELLIPSIS);
 }
 
 static const char *
