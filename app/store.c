@@ -321,6 +321,30 @@ st_tx(struct store *st, struct pgc *c, const char *verb)
 	return st_exec(st, c, verb, 0, NULL, NULL, NULL);
 }
 
+int
+st_tx_lock_row(struct store *st, const char *sql, int n, const char *const *p, struct pgc **c,
+    PGresult **res)
+{
+	int rc;
+
+	*res = NULL;
+	if ((rc = pgc_acquire(st, c)) != TE_OK)
+		return rc;
+	if ((rc = st_tx(st, *c, "BEGIN")) != TE_OK)
+		goto fail;
+	if ((rc = st_exec(st, *c, sql, n, p, res, NULL)) == TE_OK && PQntuples(*res) == 1)
+		return TE_OK;
+	if (rc == TE_OK)
+		rc = TE_NOTFOUND;
+	PQclear(*res);
+	*res = NULL;
+	if ((*c)->conn)
+		st_tx(st, *c, "ROLLBACK");
+fail:
+	pgc_release(st, *c);
+	return rc;
+}
+
 char *
 pg_strdup(const PGresult *res, int row, int col)
 {

@@ -54,6 +54,12 @@ int pg_exec(struct pgc *c, int64_t timeout_ms, const char *sql, int nparams,
 int st_exec(struct store *st, struct pgc *c, const char *sql, int nparams,
     const char *const *params, PGresult **res, struct pgerr *e);
 int st_tx(struct store *st, struct pgc *c, const char *verb);
+/* Acquire a connection, BEGIN, and lock one row with sql (a SELECT … FOR UPDATE):
+ * TE_OK with *c in the transaction and *res the row (the caller clears it, then
+ * commits or rolls back, and releases *c). TE_NOTFOUND when no row, or the
+ * failure: then nothing is held. */
+int st_tx_lock_row(struct store *st, const char *sql, int n, const char *const *p, struct pgc **c,
+    PGresult **res);
 /* One statement on a pooled connection: acquire, exec, release. On TE_OK *res is
  * the result (caller PQclears). */
 int st_query(struct store *st, const char *sql, int nparams, const char *const *params,

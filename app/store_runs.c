@@ -86,17 +86,9 @@ store_run_create(struct store *st, const struct run_new *in, struct run_created 
 		return TE_NOMEM;
 	snprintf(hash_src, hn, "%s\n%s", in->thread_id, in->request_json);
 
-	if ((rc = pgc_acquire(st, &c)) != TE_OK) {
+	if ((rc = st_tx_lock_row(st, lock_thread, 2, p1, &c, &res)) != TE_OK) {
 		free(hash_src);
 		return rc;
-	}
-	if ((rc = st_tx(st, c, "BEGIN")) != TE_OK)
-		goto out;
-	if ((rc = st_exec(st, c, lock_thread, 2, p1, &res, NULL)) != TE_OK)
-		goto rollback;
-	if (PQntuples(res) != 1) {
-		rc = TE_NOTFOUND;
-		goto rollback;
 	}
 	PQclear(res);
 	res = NULL;
@@ -258,17 +250,9 @@ store_run_continue(struct store *st, const struct run_continue *in, struct run_c
 	if (!(hash_src = malloc(hn)))
 		return TE_NOMEM;
 	snprintf(hash_src, hn, "tool_outputs\n%s\n%s", in->run_id, in->outputs_json);
-	if ((rc = pgc_acquire(st, &c)) != TE_OK) {
+	if ((rc = st_tx_lock_row(st, lock_run, 2, p1, &c, &res)) != TE_OK) {
 		free(hash_src);
 		return rc;
-	}
-	if ((rc = st_tx(st, c, "BEGIN")) != TE_OK)
-		goto out;
-	if ((rc = st_exec(st, c, lock_run, 2, p1, &res, NULL)) != TE_OK)
-		goto rollback;
-	if (PQntuples(res) != 1) {
-		rc = TE_NOTFOUND;
-		goto rollback;
 	}
 	snprintf(out->status, sizeof out->status, "%s", PQgetvalue(res, 0, 0));
 	snprintf(out->thread_id, sizeof out->thread_id, "%s", PQgetvalue(res, 0, 1));

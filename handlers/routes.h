@@ -78,6 +78,13 @@ void h_bench_stream(struct req *r);
  * "events_url","continues"?}); continues: the run a continuation follows, or NULL. */
 void run_accepted(struct req *r, int status, const char *run_id, const char *thread_id,
     const char *run_status, int attempt, const char *continues);
+/* May this worker start a run now (not draining, NATS up, a generator slot)? 0
+ * with the slot reserved (the caller gives it back unless a generator takes it),
+ * or -1 with the 503 answered. */
+int run_admit(struct req *r);
+/* Answer a store failure of a run route: 404 "no <what> <id>" for TE_NOTFOUND, 503
+ * when PostgreSQL is away, else the error with the sentence failed. */
+void run_store_error(struct req *r, int rc, const char *what, const char *failed);
 /* Start the generator of a run just created (its slot reserved): 0 (the slot is
  * the generator's now), or -1 with the error answered and the run failed (or
  * handed back to the sweep); the slot is still the caller's to give back. */

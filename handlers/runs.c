@@ -139,6 +139,39 @@ idempotency_key_ok(const char *k)
 }
 
 int
+run_admit(struct req *r)
+{
+	struct app *a = r->app;
+
+	if (atomic_load(&a->draining)) {
+		http_error_ex(r, API_UNAVAILABLE, NULL, NULL, "Retry-After: 1\r\n",
+		    "this server is shutting down; retry (another server will take the run)");
+		return -1;
+	}
+	if (!bus_connected(a->bus)) {
+		http_error_ex(r, API_UNAVAILABLE, NULL, NULL, "Retry-After: 1\r\n",
+		    "NATS is unavailable: runs cannot stream now");
+		return -1;
+	}
+	if (runner_reserve(a->runner) != TE_OK) {
+		http_error_ex(r, API_AT_CAPACITY, NULL, NULL, "Retry-After: 1\r\n",
+		    "this worker runs as many runs as it may (max_runs); retry");
+		return -1;
+	}
+	return 0;
+}
+
+void
+run_store_error(struct req *r, int rc, const char *what, const char *failed)
+{
+	if (rc == TE_NOTFOUND)
+		http_error(r, API_NOT_FOUND, "no %s %s", what, r->id);
+	else
+		http_error_ex(r, api_err_from_te(rc), NULL, NULL, "Retry-After: 1\r\n",
+		    rc == TE_DB || rc == TE_TIMEOUT ? "PostgreSQL is unavailable; retry" : failed);
+}
+
+int
 run_start_created(struct req *r, const char *run_id)
 {
 	static const char why[] = "{\"code\":\"internal\",\"message\":\"could not start a generator\"}";
@@ -226,21 +259,8 @@ h_runs_create(struct req *r)
 		http_error_field(r, e.field, "%s", e.msg);
 		goto out;
 	}
-	if (atomic_load(&a->draining)) {
-		http_error_ex(r, API_UNAVAILABLE, NULL, NULL, "Retry-After: 1\r\n",
-		    "this server is shutting down; retry (another server will take the run)");
+	if (run_admit(r) < 0)
 		goto out;
-	}
-	if (!bus_connected(a->bus)) {
-		http_error_ex(r, API_UNAVAILABLE, NULL, NULL, "Retry-After: 1\r\n",
-		    "NATS is unavailable: runs cannot stream now");
-		goto out;
-	}
-	if (runner_reserve(a->runner) != TE_OK) {
-		http_error_ex(r, API_AT_CAPACITY, NULL, NULL, "Retry-After: 1\r\n",
-		    "this worker runs as many runs as it may (max_runs); retry");
-		goto out;
-	}
 	reserved = 1;
 	rc = buf_puts(&req, "{\"input\":");
 	if (rc == TE_OK)
@@ -275,15 +295,8 @@ h_runs_create(struct req *r)
 	in.pod = a->pod;
 	in.pid = a->pid;
 	in.tenant_max_active = r->limits.max_active_runs;
-	rc = store_run_create(a->store, &in, &out);
-	if (rc == TE_NOTFOUND) {
-		http_error(r, API_NOT_FOUND, "no thread %s", r->id);
-		goto out;
-	}
-	if (rc != TE_OK) {
-		http_error_ex(r, api_err_from_te(rc), NULL, NULL, "Retry-After: 1\r\n",
-		    rc == TE_DB || rc == TE_TIMEOUT ? "PostgreSQL is unavailable; retry"
-		    : "could not create the run");
+	if ((rc = store_run_create(a->store, &in, &out)) != TE_OK) {
+		run_store_error(r, rc, "thread", "could not create the run");
 		goto out;
 	}
 	switch (out.outcome) {

@@ -4,7 +4,6 @@
  * creation (202, or 200 for the same outputs or Idempotency-Key again). */
 #include "routes.h"
 #include "app.h"
-#include "bus.h"
 #include "buf.h"
 #include "config.h"
 #include "jsonv.h"
@@ -36,13 +35,8 @@ outputs_read(struct req *r, struct json_object *body, struct buf *canon)
 		http_error_field(r, "outputs", "outputs is required: [{\"tool_call_id\",\"output\"}…]");
 		return -1;
 	}
-	if ((rc = store_run_state(a->store, r->tenant, r->id, &rs)) == TE_NOTFOUND) {
-		http_error(r, API_NOT_FOUND, "no run %s", r->id);
-		return -1;
-	}
-	if (rc != TE_OK) {
-		http_error_ex(r, api_err_from_te(rc), NULL, NULL, "Retry-After: 1\r\n",
-		    "PostgreSQL is unavailable; retry");
+	if ((rc = store_run_state(a->store, r->tenant, r->id, &rs)) != TE_OK) {
+		run_store_error(r, rc, "run", "could not read the run");
 		return -1;
 	}
 	/* The calls of a run that asked for tools never change: checking before the
@@ -79,17 +73,8 @@ h_run_tool_outputs(struct req *r)
 	}
 	if (http_json_body(r, 0, &body) < 0 || outputs_read(r, body, &canon) < 0)
 		goto out;
-	if (atomic_load(&a->draining) || !bus_connected(a->bus)) {
-		http_error_ex(r, API_UNAVAILABLE, NULL, NULL, "Retry-After: 1\r\n",
-		    atomic_load(&a->draining) ? "this server is shutting down; retry"
-		    : "NATS is unavailable: runs cannot stream now");
+	if (run_admit(r) < 0)
 		goto out;
-	}
-	if (runner_reserve(a->runner) != TE_OK) {
-		http_error_ex(r, API_AT_CAPACITY, NULL, NULL, "Retry-After: 1\r\n",
-		    "this worker runs as many runs as it may (max_runs); retry");
-		goto out;
-	}
 	reserved = 1;
 	memset(&in, 0, sizeof in);
 	in.tenant = r->tenant;
@@ -100,15 +85,8 @@ h_run_tool_outputs(struct req *r)
 	in.pod = a->pod;
 	in.pid = a->pid;
 	in.tenant_max_active = r->limits.max_active_runs;
-	rc = store_run_continue(a->store, &in, &out);
-	if (rc == TE_NOTFOUND) {
-		http_error(r, API_NOT_FOUND, "no run %s", r->id);
-		goto out;
-	}
-	if (rc != TE_OK) {
-		http_error_ex(r, api_err_from_te(rc), NULL, NULL, "Retry-After: 1\r\n",
-		    rc == TE_DB || rc == TE_TIMEOUT ? "PostgreSQL is unavailable; retry"
-		    : "could not continue the run");
+	if ((rc = store_run_continue(a->store, &in, &out)) != TE_OK) {
+		run_store_error(r, rc, "run", "could not continue the run");
 		goto out;
 	}
 	switch (out.outcome) {
