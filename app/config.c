@@ -83,6 +83,13 @@ static const struct cfg_entry entries[] = {
 	  "default quota: API requests per second per tenant across the cluster"),
 	I(max_body, "TETHER_MAX_BODY", 1024, 64 << 20, 1 << 20, "request body limit (bytes)"),
 	I(max_input, "TETHER_MAX_INPUT", 1, 16 << 20, 256 << 10, "run input limit (bytes)"),
+	I(history_max_bytes, "TETHER_HISTORY_MAX_BYTES", 1024, 64 << 20, 1 << 20,
+	  "conversation sent to the model per run (bytes): the run's input and the newest "
+	  "earlier turns that fit, oldest turns left out; an input longer than this is "
+	  "refused (400 invalid_field)"),
+	I(history_max_turns, "TETHER_HISTORY_MAX_TURNS", 0, 100000, 100,
+	  "earlier turns (a user message and the replies after it) sent to the model per run; "
+	  "older turns are left out (0: the input alone)"),
 	I(json_depth, "TETHER_JSON_DEPTH", 2, 256, 32, "JSON nesting depth limit"),
 	I(max_output, "TETHER_MAX_OUTPUT", 1024, 256 << 20, 16 << 20,
 	  "largest run output kept (bytes); beyond it the run fails"),

@@ -35,6 +35,8 @@ struct config {
 	int tenant_requests_per_s;
 	int max_body;
 	int max_input;
+	int history_max_bytes;
+	int history_max_turns;
 	int json_depth;
 	int max_output;
 	/* streaming */

@@ -27,6 +27,8 @@ PODS = ("pod-1", "pod-2")
 # requests to one pod reaches both of its workers.
 THREADS = 4
 STREAM_MAX_MB = 64
+HISTORY_MAX_BYTES = 65536
+HISTORY_MAX_TURNS = 3
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -36,7 +38,9 @@ def setup():
     # the cache's expiry.
     return stack_ctx("test-tenancy", "tenancy-a", env={
         "TETHER_HEARTBEAT_S": "1", "TETHER_THREADS": str(THREADS), "TETHER_AUTH_CACHE_MS": "30000",
-        "TETHER_PURGE_GRACE_S": "2", "TETHER_STREAM_MAX_MB": str(STREAM_MAX_MB)})
+        "TETHER_PURGE_GRACE_S": "2", "TETHER_STREAM_MAX_MB": str(STREAM_MAX_MB),
+        "TETHER_HISTORY_MAX_BYTES": str(HISTORY_MAX_BYTES),
+        "TETHER_HISTORY_MAX_TURNS": str(HISTORY_MAX_TURNS)})
 
 
 teardown = stack_teardown
@@ -562,6 +566,80 @@ def test_finished_run_purged_from_the_stream_after_grace(c):
     assert api.post(f"/v1/runs/{rid2}/cancel").status == 200
 
 
+# ---------------------------------------------------------------- the history cap
+
+def converse(api, tid, inputs):
+    for text in inputs:
+        s = api.wait_terminal(api.run(tid, text))
+        assert s["status"] == "completed", s
+
+
+def sent_history(api, tid, text):
+    """Run `text` (with the mock's history directive) and return what the model was
+    sent: the thread's messages before the run that the count says (the cap keeps
+    the newest), as (role, content), the input last."""
+    rid = api.run(tid, text + " history slow:1x0")
+    s = api.wait_terminal(rid)
+    assert s["status"] == "completed", s
+    m = re.match(r"history=(\d+) roles=(\S+) ", s["output"])
+    assert m, s["output"]
+    msgs = api.get(f"/v1/threads/{tid}").json["messages"]
+    assert msgs[-2]["run_id"] == rid and msgs[-2]["role"] == "user", msgs[-2:]
+    earlier = [(x["role"], x["content"]) for x in msgs[:-2]]
+    n = int(m.group(1)) - 1
+    sent = earlier[len(earlier) - n:] + [("user", msgs[-2]["content"])]
+    assert ",".join(r for r, _ in sent) == m.group(2), (m.group(2), [r for r, _ in sent])
+    return sent, earlier
+
+
+def nbytes(msgs):
+    return sum(len(c.encode()) for _, c in msgs)
+
+
+def test_history_capped_by_bytes_oldest_turns_first(c):
+    key, _ = new_key(c, "history-bytes")
+    api = Client(c.stack.url, key)
+    tid = api.thread()
+    converse(api, tid, [f"turn {i} " + "x" * 30000 + " slow:1x0" for i in range(4)])
+    sent, earlier = sent_history(api, tid, "now")
+    # Whole turns, newest first, within the byte cap (input included): the two newest.
+    assert [r for r, _ in sent] == ["user", "assistant"] * 2 + ["user"], [r for r, _ in sent]
+    assert sent[0][1].startswith("turn 2 "), sent[0][1][:10]
+    assert nbytes(sent) <= HISTORY_MAX_BYTES
+    assert nbytes(earlier[-6:]) + nbytes(sent[-1:]) > HISTORY_MAX_BYTES  # one more would not fit
+    # A newest earlier turn that alone passes the cap is left out whole, never cut.
+    tid = api.thread()
+    converse(api, tid, ["big " + "y" * 60000 + " slow:1x0"])
+    sent, _ = sent_history(api, tid, "z" * 10000)
+    assert [r for r, _ in sent] == ["user"] and len(sent[0][1]) > 10000, sent
+
+
+def test_history_capped_by_turns(c):
+    key, _ = new_key(c, "history-turns")
+    api = Client(c.stack.url, key)
+    tid = api.thread()
+    converse(api, tid, [f"short {i} slow:1x0" for i in range(5)])
+    sent, earlier = sent_history(api, tid, "now")
+    assert len(earlier) == 10
+    assert [r for r, _ in sent] == ["user", "assistant"] * HISTORY_MAX_TURNS + ["user"], sent
+    assert sent[:-1] == earlier[-2 * HISTORY_MAX_TURNS:]
+    assert sent[0][1].startswith("short 2 "), sent[0]
+
+
+def test_input_over_the_history_cap_refused(c):
+    key, _ = new_key(c, "history-input")
+    api = Client(c.stack.url, key)
+    tid = api.thread()
+    r = api.post(f"/v1/threads/{tid}/runs", {"input": "w" * (HISTORY_MAX_BYTES + 1)})
+    assert_error(r, 400, "invalid_field")
+    assert r.json["error"].get("field") == "input", r.json
+    assert "history_max_bytes" in r.json["error"]["message"], r.json
+    assert api.get(f"/v1/threads/{tid}").json["messages"] == []
+    # At the cap exactly: accepted (the input alone is sent).
+    s = api.wait_terminal(api.run(tid, "w" * (HISTORY_MAX_BYTES - 9) + " slow:1x0"))
+    assert s["status"] == "completed", s
+
+
 # ---------------------------------------------------------------- nothing internal open
 
 # One namespace per checkout (as tests/integration/test_faults.py does).
@@ -654,6 +732,8 @@ ORDER = ["test_key_ids_list_and_revoke_contract", "test_tetherctl_key_list_and_r
          "test_streams_quota_across_the_cluster", "test_requests_per_s_quota_across_the_cluster",
          "test_flood_by_one_tenant_leaves_another_unslowed", "test_stream_has_a_size_limit",
          "test_finished_run_purged_from_the_stream_after_grace",
+         "test_history_capped_by_bytes_oldest_turns_first", "test_history_capped_by_turns",
+         "test_input_over_the_history_cap_refused",
          "test_metrics_only_for_internal_addresses", "test_metrics_cached_briefly",
          "test_admin_token_refused_at_start"]
 
