@@ -129,7 +129,8 @@ static const struct cfg_entry entries[] = {
 	S(provider_model, "TETHER_PROVIDER_MODEL", NULL, "", 0,
 	  "upstream model for runs that name none"),
 	S(provider_models, "TETHER_PROVIDER_MODELS", NULL, "", 0,
-	  "allowed models, comma-separated NAME or NAME=UPSTREAM (empty: any name)"),
+	  "models runs may name besides the default, comma-separated NAME or NAME=UPSTREAM "
+	  "(empty: the default model only; *: any name)"),
 	S(system_prompt, "TETHER_SYSTEM_PROMPT", NULL, "", 0, "system message sent first to the provider"),
 	I(provider_connect_ms, "TETHER_PROVIDER_CONNECT_MS", 100, 60000, 5000, "provider connect timeout (ms)"),
 	I(provider_first_token_ms, "TETHER_PROVIDER_FIRST_TOKEN_MS", 100, 600000, 60000,
