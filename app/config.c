@@ -50,6 +50,9 @@ static const struct cfg_entry entries[] = {
 	I(auth_cache_ms, "TETHER_AUTH_CACHE_MS", 0, 30000, 1000,
 	  "how long a worker trusts a checked API key without asking PostgreSQL (ms): the "
 	  "bound on a revocation whose broadcast was lost (0: ask every time)"),
+	I(auth_negative_ms, "TETHER_AUTH_NEGATIVE_MS", 0, 10000, 1000,
+	  "how long a worker remembers (by hash) an API key PostgreSQL did not know (ms): a "
+	  "flood of bad keys costs one lookup per key per worker per this time (0: off)"),
 	I(db_pool, "TETHER_DB_POOL", 1, 64, 4, "PostgreSQL query connections per worker"),
 	I(db_connect_timeout_s, "TETHER_DB_CONNECT_TIMEOUT_S", 2, 60, 3,
 	  "libpq connect_timeout (seconds)"),

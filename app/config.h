@@ -17,6 +17,7 @@ struct config {
 	char nats_url[512];
 	char admin_token[256];
 	int auth_cache_ms;
+	int auth_negative_ms;
 	int db_pool;
 	int db_connect_timeout_s;
 	int db_keepalives_idle_s;

@@ -650,46 +650,124 @@ def sh(cmd):
     return subprocess.run(cmd, shell=True, text=True, capture_output=True)
 
 
-def test_metrics_only_for_internal_addresses(c):
+class OutsideNginx:
     """The stack's own nginx config, run by a second nginx inside a network namespace
-    on 192.0.2.1 (TEST-NET-1, not internal); a client at 192.0.2.2 calls it."""
-    sh(f"ip netns pids {NS} | xargs -r kill -9")
-    sh(f"ip netns del {NS}")
-    for cmd in (f"ip netns add {NS}", f"ip netns exec {NS} ip link set lo up",
-                f"ip netns exec {NS} ip addr add 192.0.2.1/32 dev lo",
-                f"ip netns exec {NS} ip addr add 192.0.2.2/32 dev lo"):
-        p = sh(cmd)
-        assert p.returncode == 0, (cmd, p.stderr)
-    conf_dir = os.path.join(c.stack.dir, "nginx")
-    with open(os.path.join(conf_dir, "nginx.conf")) as f:
-        conf = f.read()
-    port = c.stack.url.rsplit(":", 1)[1]
-    conf = conf.replace(f"listen 127.0.0.1:{port};", f"listen 192.0.2.1:{port};")
-    conf = re.sub(r"pid [^;]+;", f"pid {conf_dir}/tn-nginx.pid;", conf)
-    conf = re.sub(r"access_log [^;]+;", "access_log off;", conf)
-    assert f"listen 192.0.2.1:{port};" in conf
-    with open(os.path.join(conf_dir, "tn-nginx.conf"), "w") as f:
-        f.write(conf)
-    p = sh(f"ip netns exec {NS} nginx -c {conf_dir}/tn-nginx.conf -p {conf_dir}")
-    assert p.returncode == 0, p.stderr
-    try:
-        base = f"http://192.0.2.1:{port}"
+    on 192.0.2.1 (TEST-NET-1, not internal); clients in the namespace call it from
+    192.0.2.2."""
 
-        def curl(path):
-            return sh(f"ip netns exec {NS} curl -s -m 5 --interface 192.0.2.2 -o /dev/stderr "
-                      f"-w '%{{http_code}}' '{base}{path}'")
-        wait_until(lambda: curl("/healthz").stdout == "200", 10, "the namespace's nginx")
-        p = curl("/metrics")
+    def __init__(self, c):
+        self.c = c
+        self.conf_dir = os.path.join(c.stack.dir, "nginx")
+        self.port = c.stack.url.rsplit(":", 1)[1]
+        self.base = f"http://192.0.2.1:{self.port}"
+
+    def __enter__(self):
+        sh(f"ip netns pids {NS} | xargs -r kill -9")
+        sh(f"ip netns del {NS}")
+        for cmd in (f"ip netns add {NS}", f"ip netns exec {NS} ip link set lo up",
+                    f"ip netns exec {NS} ip addr add 192.0.2.1/32 dev lo",
+                    f"ip netns exec {NS} ip addr add 192.0.2.2/32 dev lo"):
+            p = sh(cmd)
+            assert p.returncode == 0, (cmd, p.stderr)
+        with open(os.path.join(self.conf_dir, "nginx.conf")) as f:
+            conf = f.read()
+        conf = conf.replace(f"listen 127.0.0.1:{self.port};", f"listen 192.0.2.1:{self.port};")
+        conf = re.sub(r"pid [^;]+;", f"pid {self.conf_dir}/tn-nginx.pid;", conf)
+        conf = re.sub(r"access_log [^;]+;", "access_log off;", conf)
+        assert f"listen 192.0.2.1:{self.port};" in conf
+        with open(os.path.join(self.conf_dir, "tn-nginx.conf"), "w") as f:
+            f.write(conf)
+        p = sh(f"ip netns exec {NS} nginx -c {self.conf_dir}/tn-nginx.conf -p {self.conf_dir}")
+        assert p.returncode == 0, p.stderr
+        wait_until(lambda: self.curl("/healthz").stdout == "200", 10, "the namespace's nginx")
+        return self
+
+    def __exit__(self, *exc):
+        sh(f"ip netns exec {NS} nginx -c {self.conf_dir}/tn-nginx.conf -p {self.conf_dir} -s stop")
+        sh(f"ip netns pids {NS} | xargs -r kill -9")
+        sh(f"ip netns del {NS}")
+
+    def curl(self, path):
+        """(status in stdout, body in stderr)"""
+        return sh(f"ip netns exec {NS} curl -s -m 5 --interface 192.0.2.2 -o /dev/stderr "
+                  f"-w '%{{http_code}}' '{self.base}{path}'")
+
+    def python(self, code, *args, timeout=120):
+        return subprocess.run(["ip", "netns", "exec", NS, sys.executable, "-c", code, *args],
+                              text=True, capture_output=True, timeout=timeout)
+
+
+def test_metrics_only_for_internal_addresses(c):
+    with OutsideNginx(c) as out:
+        p = out.curl("/metrics")
         assert p.stdout == "403", (p.stdout, p.stderr)
         body = json.loads(p.stderr)
         assert body["error"]["code"] == "unauthorized" and "internal" in body["error"]["message"], body
-    finally:
-        sh(f"ip netns exec {NS} nginx -c {conf_dir}/tn-nginx.conf -p {conf_dir} -s stop")
-        sh(f"ip netns pids {NS} | xargs -r kill -9")
-        sh(f"ip netns del {NS}")
     # From loopback it answers.
     r = Client(c.stack.url).get("/pod/pod-1/metrics")
     assert r.status == 200 and "tether_runs_active" in r.body.decode(), r
+
+
+# A flood from one outside address: N requests with an unknown key, from 8 threads,
+# bound to 192.0.2.2; prints the count per status and one 429 answer.
+FLOOD = r"""
+import http.client, json, sys, threading, collections
+host, port, key, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+counts, lock, sample = collections.Counter(), threading.Lock(), {}
+def worker(k):
+    conn = http.client.HTTPConnection(host, port, timeout=10, source_address=("192.0.2.2", 0))
+    for _ in range(k):
+        conn.request("GET", "/v1/threads", headers={"Authorization": "Bearer " + key})
+        r = conn.getresponse()
+        body = r.read()
+        with lock:
+            counts[r.status] += 1
+            if r.status == 429 and not sample:
+                sample.update(body=body.decode(), ctype=r.getheader("Content-Type"),
+                              retry=r.getheader("Retry-After"))
+ts = [threading.Thread(target=worker, args=(n // 8,)) for _ in range(8)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(json.dumps({"counts": {str(k): v for k, v in counts.items()}, "sample": sample}))
+"""
+
+
+def auth_counters(c):
+    body = Client(c.stack.url).get("/pod/pod-1/metrics").body.decode()
+    return tuple(int(re.search(rf"^{name} (\d+)$", body, re.M).group(1))
+                 for name in ("tether_auth_unknown_total", "tether_auth_lookups_total"))
+
+
+def test_bad_key_flood_limited_by_nginx_and_the_negative_cache(c):
+    """Unknown keys from outside: nginx answers 429 (JSON) past the per-address
+    burst, and what reaches the pods costs one PostgreSQL lookup per worker per
+    TETHER_AUTH_NEGATIVE_MS (1 s), not one per request (tether_auth_* counters)."""
+    bad = "tk_" + "0" * 40      # well-formed, unknown
+    unknown0, lookups0 = auth_counters(c)
+    with OutsideNginx(c) as out:
+        t0 = time.monotonic()
+        p = out.python(FLOOD, "192.0.2.1", out.port, bad, "1200")
+        took = time.monotonic() - t0
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    counts = {int(k): v for k, v in res["counts"].items()}
+    assert set(counts) <= {401, 429}, counts
+    assert counts.get(429, 0) >= 300 and counts.get(401, 0) >= 150, counts
+    sample = res["sample"]
+    assert sample["ctype"].startswith("application/json") and sample["retry"] == "1", sample
+    assert json.loads(sample["body"])["error"]["code"] == "too_many_requests", sample
+    # The pods counted every 401 (workers report with their heartbeat; /metrics
+    # keeps a second) and looked the key up at most once per worker per second.
+    unknown, lookups = wait_until(lambda: (lambda u: u if u[0] - unknown0 >= counts[401] else None)(
+        auth_counters(c)), 15, "the 401s counted in /metrics")
+    workers = len(PODS) * 2
+    print(f"FIGURE bad-key flood: {sum(counts.values())} requests in {took:.1f}s from one outside "
+          f"address: {counts.get(429, 0)} refused by nginx (429), {counts[401]} by the pods (401) "
+          f"with {lookups - lookups0} PostgreSQL lookups", flush=True)
+    assert lookups - lookups0 <= workers * (int(took) + 2) + 4, (lookups - lookups0, took)
+    # Internal addresses are not limited: the same flood from loopback is all 401.
+    api = Client(c.stack.url, bad)
+    assert all(api.get("/v1/threads").status == 401 for _ in range(300))
 
 
 def test_metrics_cached_briefly(c):
@@ -734,7 +812,8 @@ ORDER = ["test_key_ids_list_and_revoke_contract", "test_tetherctl_key_list_and_r
          "test_finished_run_purged_from_the_stream_after_grace",
          "test_history_capped_by_bytes_oldest_turns_first", "test_history_capped_by_turns",
          "test_input_over_the_history_cap_refused",
-         "test_metrics_only_for_internal_addresses", "test_metrics_cached_briefly",
+         "test_metrics_only_for_internal_addresses",
+         "test_bad_key_flood_limited_by_nginx_and_the_negative_cache", "test_metrics_cached_briefly",
          "test_admin_token_refused_at_start"]
 
 if __name__ == "__main__":
