@@ -165,8 +165,10 @@ bus_open(struct bus **out, const struct config *cfg, const char *name)
 	if (s != NATS_OK)
 		goto fail;
 	if ((s = natsConnection_Connect(&b->nc, b->opts)) != NATS_OK) {
-		tlog(LOG_WARN, "could not connect to NATS at %s: %s", cfg->nats_url,
-		    natsStatus_GetText(s));
+		char where[sizeof cfg->nats_url];
+
+		tlog(LOG_WARN, "could not connect to NATS at %s: %s",
+		    url_mask(where, sizeof where, cfg->nats_url), natsStatus_GetText(s));
 		goto fail;
 	}
 	jsOptions_Init(&jo);

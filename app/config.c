@@ -1,5 +1,6 @@
 #include "config.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -242,6 +243,59 @@ entry_set(struct config *cfg, const struct cfg_entry *e, const char *value, cons
 	return -1;
 }
 
+/* A secret from a file (docker/Kubernetes secrets, a 0600 file): its content
+ * without the trailing newline. */
+static int
+entry_set_file(struct config *cfg, const struct cfg_entry *e, const char *path, const char *src,
+    char *err, size_t errlen)
+{
+	char val[4096];
+	size_t n;
+	FILE *fp = fopen(path, "r");
+
+	if (!fp) {
+		snprintf(err, errlen, "%s (%s): could not read %s: %s", e->name, src, path,
+		    strerror(errno));
+		return -1;
+	}
+	n = fread(val, 1, sizeof val - 1, fp);
+	if (ferror(fp) || (n == sizeof val - 1 && fgetc(fp) != EOF)) {
+		snprintf(err, errlen, "%s (%s): %s is unreadable or longer than %zu bytes", e->name,
+		    src, path, sizeof val - 2);
+		fclose(fp);
+		return -1;
+	}
+	fclose(fp);
+	while (n > 0 && (val[n - 1] == '\n' || val[n - 1] == '\r'))
+		n--;
+	val[n] = '\0';
+	if (strlen(val) != n) {
+		snprintf(err, errlen, "%s (%s): %s holds a NUL byte", e->name, src, path);
+		return -1;
+	}
+	return entry_set(cfg, e, val, src, err, errlen);
+}
+
+/* A secret's environment: VAR, else VAR_FILE (a path), for the primary and the
+ * alternative name. 1 when set, 0 when absent, -1 on error. */
+static int
+secret_from_env(struct config *cfg, const struct cfg_entry *e, char *err, size_t errlen)
+{
+	const char *names[2] = { e->env, e->env_alt };
+
+	for (int i = 0; i < 2 && names[i]; i++) {
+		char var[96];
+		const char *v = getenv(names[i]);
+
+		if (v && *v)
+			return entry_set(cfg, e, v, names[i], err, errlen) < 0 ? -1 : 1;
+		snprintf(var, sizeof var, "%s_FILE", names[i]);
+		if ((v = getenv(var)) && *v)
+			return entry_set_file(cfg, e, v, var, err, errlen) < 0 ? -1 : 1;
+	}
+	return 0;
+}
+
 void
 config_defaults(struct config *cfg)
 {
@@ -331,6 +385,11 @@ config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 		const char *v = getenv(e->env);
 		const char *src = e->env;
 
+		if (e->secret) {
+			if (secret_from_env(cfg, e, err, errlen) < 0)
+				return -1;
+			continue;
+		}
 		if ((!v || !*v) && e->env_alt) {
 			v = getenv(e->env_alt);
 			src = e->env_alt;
@@ -340,8 +399,9 @@ config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 	}
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *eq, *value;
-		const struct cfg_entry *e;
+		const struct cfg_entry *e = NULL;
 		size_t n;
+		int file;
 
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			config_usage(stdout, argv[0]);
@@ -354,8 +414,18 @@ config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 		a += 2;
 		eq = strchr(a, '=');
 		n = eq ? (size_t)(eq - a) : strlen(a);
-		if (!(e = entry_find(a, n))) {
+		/* --SECRET-file PATH: secrets are never taken on the command line (every
+		 * user of the machine reads it in /proc). */
+		file = n > 5 && (!strncmp(a + n - 5, "-file", 5) || !strncmp(a + n - 5, "_file", 5)) &&
+		    (e = entry_find(a, n - 5)) && e->secret;
+		if (!file && !(e = entry_find(a, n))) {
 			snprintf(err, errlen, "unknown option --%.*s (try --help)", (int)n, a);
+			return -1;
+		}
+		if (e->secret && !file) {
+			snprintf(err, errlen, "--%.*s: a secret is not taken on the command line (any user "
+			    "can read it there); set %s or pass --%.*s-file PATH", (int)n, a, e->env,
+			    (int)n, a);
 			return -1;
 		}
 		if (eq) {
@@ -366,7 +436,13 @@ config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 			snprintf(err, errlen, "option --%s needs a value", e->name);
 			return -1;
 		}
-		if (entry_set(cfg, e, value, "command line", err, errlen) < 0)
+		if (!file && !strcmp(e->name, "nats_url") && strchr(value, '@')) {
+			snprintf(err, errlen, "--nats-url: credentials are not taken on the command line "
+			    "(any user can read them there); set NATS_URL");
+			return -1;
+		}
+		if ((file ? entry_set_file(cfg, e, value, "command line", err, errlen)
+		    : entry_set(cfg, e, value, "command line", err, errlen)) < 0)
 			return -1;
 	}
 	return config_check(cfg, err, errlen);
@@ -396,7 +472,8 @@ config_usage(FILE *fp, const char *prog)
 		else if (e->type == CFG_LEVEL)
 			fprintf(fp, " [default info]\n");
 		else if (e->secret)
-			fprintf(fp, " [secret]\n");
+			fprintf(fp, "; secret: from %s, %s_FILE (a file holding it) or --%s-file, "
+			    "never as --%s [secret]\n", e->env, e->env, flag + 2, flag + 2);
 		else
 			fprintf(fp, " [default \"%s\"]\n", e->sdef ? e->sdef : "");
 	}
@@ -409,9 +486,11 @@ config_dump(const struct config *cfg, FILE *fp)
 		const struct cfg_entry *e = &entries[i];
 		const char *base = (const char *)cfg + e->off;
 
+		char masked[1024];
+
 		if (e->type == CFG_STR)
-			fprintf(fp, "%s=%s\n", e->name,
-			    e->secret && *base ? "(set)" : base);
+			fprintf(fp, "%s=%s\n", e->name, e->secret && *base ? "(set)"
+			    : strstr(e->name, "_url") ? url_mask(masked, sizeof masked, base) : base);
 		else
 			fprintf(fp, "%s=%d\n", e->name, *(const int *)base);
 	}

@@ -743,7 +743,17 @@ def test_bad_key_flood_limited_by_nginx_and_the_negative_cache(c):
     burst, and what reaches the pods costs one PostgreSQL lookup per worker per
     TETHER_AUTH_NEGATIVE_MS (1 s), not one per request (tether_auth_* counters)."""
     bad = "tk_" + "0" * 40      # well-formed, unknown
-    unknown0, lookups0 = auth_counters(c)
+    # A baseline with the earlier tests' lookups in it: workers report their counters
+    # with the heartbeat (2 s) and /metrics keeps them 1 s, so wait for a reading
+    # that held for longer than both.
+    last = [auth_counters(c), time.monotonic()]
+
+    def settled():
+        now = auth_counters(c)
+        if now != last[0]:
+            last[:] = [now, time.monotonic()]
+        return now if time.monotonic() - last[1] >= 3.5 else None
+    unknown0, lookups0 = wait_until(settled, 30, "the auth counters to settle", interval=0.25)
     with OutsideNginx(c) as out:
         t0 = time.monotonic()
         p = out.python(FLOOD, "192.0.2.1", out.port, bad, "1200")
@@ -804,6 +814,62 @@ def test_admin_token_refused_at_start(c):
     assert example == "change-me-admin", example  # app/config.c ADMIN_TOKEN_EXAMPLE
 
 
+# ---------------------------------------------------------------- secrets out of argv
+
+def test_no_secret_in_any_command_line(c):
+    """Every process on the machine (a superset of those the stack started: pods and
+    their workers, NATS, nginx, PostgreSQL, the cron loop and its curl): no command
+    line holds the admin token or the NATS password; the stack's files that hold
+    them are mode 0600, its socket directory 0700. (The local stack's PostgreSQL
+    trusts loopback: it has no password to leak; compose's goes by PGPASSWORD.)"""
+    nats_pw = re.match(r"nats://tether:([0-9a-f]{32})@", c.stack.env["NATS_URL"]).group(1)
+    secrets = {"admin token": c.stack.admin, "NATS password": nats_pw}
+    # The cron's curl runs every 2 s: look until one of its runs was seen.
+    state = {}
+    with open(os.path.join(c.stack.dir, "state.env")) as f:
+        for line in f:
+            k, _, v = line.strip().partition("=")
+            state[k] = v.strip('"')
+    seen = set()
+
+    def scan():
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            line = " ".join(argv)
+            for what, secret in secrets.items():
+                assert secret not in line, f"the {what} is in the command line of {pid}: {argv[:3]}"
+            if "curl" in argv[0] and "/v1/admin/recover" in line:
+                seen.add("cron curl")
+            if "tetherd" in argv[0]:
+                seen.add("tetherd")
+            if "nats-server" in argv[0]:
+                seen.add("nats-server")
+        return {"cron curl", "tetherd", "nats-server"} <= seen
+    wait_until(scan, 15, "a scan that saw the cron's curl, the pods and NATS", interval=0.01)
+    # The pods really use the secrets: NATS refuses a client without the password.
+    host, port = c.stack.env["NATS_URL"].rsplit("@", 1)[1].rsplit(":", 1)
+    try:
+        Nats(f"nats://{host}:{port}", timeout=3)
+        raise AssertionError("NATS accepted a client without credentials")
+    except AssertionError as e:
+        assert "closed" in str(e) or "Authorization" in str(e), e
+    # The files that hold secrets, and the sockets' directory.
+    for path in ("state.env", "pods/pod.env", "cron.curl", "nats/nats.conf"):
+        mode = os.stat(os.path.join(c.stack.dir, path)).st_mode & 0o777
+        assert mode == 0o600, (path, oct(mode))
+    socks = state["SOCKS"]
+    assert os.stat(socks).st_mode & 0o777 == 0o700 and not os.path.islink(socks), socks
+    # Logs show the NATS URL masked, when they show it at all.
+    for name in os.listdir(os.path.join(c.stack.dir, "logs")):
+        assert nats_pw not in c.stack.log(name[:-4]) if name.endswith(".log") else True, name
+
+
 ORDER = ["test_key_ids_list_and_revoke_contract", "test_tetherctl_key_list_and_revoke",
          "test_revoke_refused_on_every_worker_within_1s", "test_revoke_ends_open_streams_within_1s",
          "test_limits_route_contract", "test_output_bytes_quota_fails_the_run",
@@ -814,7 +880,7 @@ ORDER = ["test_key_ids_list_and_revoke_contract", "test_tetherctl_key_list_and_r
          "test_input_over_the_history_cap_refused",
          "test_metrics_only_for_internal_addresses",
          "test_bad_key_flood_limited_by_nginx_and_the_negative_cache", "test_metrics_cached_briefly",
-         "test_admin_token_refused_at_start"]
+         "test_admin_token_refused_at_start", "test_no_secret_in_any_command_line"]
 
 if __name__ == "__main__":
     run_tests(globals(), setup, teardown)
