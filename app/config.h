@@ -15,6 +15,8 @@ struct config {
 	/* dependencies */
 	char database_url[1024];
 	char nats_url[512];
+	char nats_user[128];
+	char nats_password[256];
 	char admin_token[256];
 	int auth_cache_ms;
 	int auth_negative_ms;

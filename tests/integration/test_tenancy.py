@@ -860,7 +860,7 @@ def test_no_secret_in_any_command_line(c):
     except AssertionError as e:
         assert "closed" in str(e) or "Authorization" in str(e), e
     # The files that hold secrets, and the sockets' directory.
-    for path in ("state.env", "pods/pod.env", "cron.curl", "nats/nats.conf"):
+    for path in ("state.env", "pods/pod.env", "nats/nats.conf"):
         mode = os.stat(os.path.join(c.stack.dir, path)).st_mode & 0o777
         assert mode == 0o600, (path, oct(mode))
     socks = state["SOCKS"]
