@@ -626,6 +626,30 @@ def test_history_capped_by_turns(c):
     assert sent[0][1].startswith("short 2 "), sent[0]
 
 
+def test_history_cap_keeps_a_tool_continuations_turn(c):
+    """A continuation sends its own turn (the input, the call, an output past the
+    byte cap) whatever the caps; the turns before it are capped as usual."""
+    key, _ = new_key(c, "history-tools")
+    api = Client(c.stack.url, key)
+    tid = api.thread()
+    converse(api, tid, [f"before {i} slow:1x0" for i in range(HISTORY_MAX_TURNS + 1)])
+    rid = api.run(tid, "tool:lookup history")
+    s = wait_until(lambda: (lambda s: s if s["status"] != "running" else None)(api.run_state(rid)), 30,
+                   "the run to ask for its tool")
+    assert s["status"] == "requires_action", s
+    call = s["required_action"]["tool_calls"][0]["id"]
+    big = "o" * (HISTORY_MAX_BYTES + 1000)
+    r = api.post(f"/v1/runs/{rid}/tool_outputs", {"outputs": [{"tool_call_id": call, "output": big}]})
+    assert r.status == 202, r
+    s = api.wait_terminal(r.json["run_id"])
+    assert s["status"] == "completed", s
+    # The earlier turns are left out (the byte cap is spent), the loop in progress is sent.
+    assert s["output"] == f"history=3 roles=user,assistant,tool tool={call}:{big} ", s["output"][:80]
+    # The next run: the loop's turn (past the byte cap) is left out whole; the input alone.
+    sent, _ = sent_history(api, tid, "next")
+    assert [r for r, _ in sent] == ["user"], [r for r, _ in sent]
+
+
 def test_input_over_the_history_cap_refused(c):
     key, _ = new_key(c, "history-input")
     api = Client(c.stack.url, key)
@@ -877,7 +901,7 @@ ORDER = ["test_key_ids_list_and_revoke_contract", "test_tetherctl_key_list_and_r
          "test_flood_by_one_tenant_leaves_another_unslowed", "test_stream_has_a_size_limit",
          "test_finished_run_purged_from_the_stream_after_grace",
          "test_history_capped_by_bytes_oldest_turns_first", "test_history_capped_by_turns",
-         "test_input_over_the_history_cap_refused",
+         "test_history_cap_keeps_a_tool_continuations_turn", "test_input_over_the_history_cap_refused",
          "test_metrics_only_for_internal_addresses",
          "test_bad_key_flood_limited_by_nginx_and_the_negative_cache", "test_metrics_cached_briefly",
          "test_admin_token_refused_at_start", "test_no_secret_in_any_command_line"]
