@@ -3,7 +3,9 @@
  * round trip. A revocation (auth_revoke: the control broadcast, docs/OPERATIONS.md
  * "Key revocation") drops the key from the cache at once and enters a ring of recent
  * revocations that open event streams check; the cache's short life is the
- * backstop when a broadcast is lost. */
+ * backstop when a broadcast is lost. Keys PostgreSQL did not know are remembered
+ * (by a seeded hash) for auth_negative_ms, so a flood of bad keys costs one
+ * lookup per key and worker per that time, not one per request. */
 #include "auth.h"
 #include "config.h"
 #include "err.h"
@@ -17,8 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #define CACHE_SLOTS 1024
+/* Keys PostgreSQL did not know, by hash (never the key itself), for
+ * auth_negative_ms: a flood of bad keys costs one lookup per key per worker per TTL. */
+#define NEG_SLOTS 1024
 /* Recent revocations kept for open streams (a stream looks at those since its last look). */
 #define REVOKED_RING 256
 
@@ -30,12 +37,21 @@ struct cache_entry {
 	int64_t expires_ms;
 };
 
+struct neg_entry {
+	uint64_t h[2];
+	int64_t expires_ms;
+};
+
 struct authcache {
-	pthread_mutex_t mu;             /* guards slots, revoked */
+	pthread_mutex_t mu;             /* guards slots, neg, revoked */
 	int ttl_ms;
+	uint64_t seed[2];               /* random: the negative cache's hashes are unguessable */
 	struct cache_entry slots[CACHE_SLOTS];
+	struct neg_entry neg[NEG_SLOTS];
 	char revoked[REVOKED_RING][UUID_LEN + 1];       /* revocation g at [g % REVOKED_RING] */
 	atomic_uint gen;                /* revocations so far (written under mu) */
+	atomic_llong lookups;           /* keys looked up in PostgreSQL */
+	atomic_llong unknown;           /* requests refused: a malformed or unknown key */
 };
 
 int
@@ -46,6 +62,10 @@ authcache_new(struct authcache **out, int ttl_ms)
 	if (!c)
 		return TE_NOMEM;
 	c->ttl_ms = ttl_ms;
+	if (getrandom(c->seed, sizeof c->seed, 0) != (ssize_t)sizeof c->seed) {
+		c->seed[0] = (uint64_t)now_us() ^ 0x9e3779b97f4a7c15ull;
+		c->seed[1] = (uint64_t)getpid() * 0xbf58476d1ce4e5b9ull;
+	}
 	pthread_mutex_init(&c->mu, NULL);
 	*out = c;
 	return TE_OK;
@@ -88,6 +108,53 @@ cache_get(struct authcache *c, const char *key, char tenant[UUID_LEN + 1],
 	return hit;
 }
 
+static uint64_t
+mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* 128 bits of a seeded hash of the key: what the negative cache keeps. */
+static void
+neg_hash(const struct authcache *c, const char *key, uint64_t h[2])
+{
+	for (int k = 0; k < 2; k++) {
+		uint64_t v = 14695981039346656037ull ^ c->seed[k];
+
+		for (const char *p = key; *p; p++)
+			v = (v ^ (unsigned char)*p) * 1099511628211ull;
+		h[k] = mix64(v ^ c->seed[k ^ 1]);
+	}
+}
+
+static int
+neg_get(struct authcache *c, const uint64_t h[2])
+{
+	struct neg_entry *e = &c->neg[h[0] % NEG_SLOTS];
+	int hit;
+
+	pthread_mutex_lock(&c->mu);
+	hit = e->expires_ms > now_ms() && e->h[0] == h[0] && e->h[1] == h[1];
+	pthread_mutex_unlock(&c->mu);
+	return hit;
+}
+
+static void
+neg_put(struct authcache *c, const uint64_t h[2], int ttl_ms)
+{
+	struct neg_entry *e = &c->neg[h[0] % NEG_SLOTS];
+
+	pthread_mutex_lock(&c->mu);
+	e->h[0] = h[0];
+	e->h[1] = h[1];
+	e->expires_ms = now_ms() + ttl_ms;
+	pthread_mutex_unlock(&c->mu);
+}
+
 /* Cache a lookup made at revocation generation gen: not when a revocation came
  * since (it may be this key's, and the lookup may predate it). */
 static void
@@ -120,6 +187,13 @@ auth_revoke(struct authcache *c, const char *key_id)
 	snprintf(c->revoked[g % REVOKED_RING], UUID_LEN + 1, "%s", key_id);
 	atomic_store(&c->gen, g + 1);
 	pthread_mutex_unlock(&c->mu);
+}
+
+void
+auth_counts(struct authcache *c, long long *lookups, long long *unknown)
+{
+	*lookups = atomic_load(&c->lookups);
+	*unknown = atomic_load(&c->unknown);
 }
 
 unsigned
@@ -183,6 +257,7 @@ auth_tenant(struct authcache *c, struct store *st, struct req *r)
 	char key[API_KEY_LEN + 1];
 	size_t n = 0;
 	const char *k = auth_bearer(r->authorization, &n);
+	uint64_t h[2];
 	unsigned gen;
 	int rc;
 
@@ -191,22 +266,23 @@ auth_tenant(struct authcache *c, struct store *st, struct req *r)
 		    "missing API key: send Authorization: Bearer <key>");
 		return -1;
 	}
-	if (!key_shape_ok(k, n)) {
-		http_error_ex(r, API_UNAUTHORIZED, NULL, NULL, "WWW-Authenticate: Bearer\r\n",
-		    "invalid API key");
-		return -1;
-	}
+	if (!key_shape_ok(k, n))
+		goto unknown;
 	memcpy(key, k, n);
 	key[n] = '\0';
 	gen = auth_revocations(c);
 	r->auth_gen = gen;
 	if (cache_get(c, key, r->tenant, r->key_id, &r->limits))
 		return 0;
+	neg_hash(c, key, h);
+	if (r->cfg->auth_negative_ms > 0 && neg_get(c, h))
+		goto unknown;
+	atomic_fetch_add(&c->lookups, 1);
 	rc = store_auth(st, key, r->tenant, r->key_id, &r->limits);
 	if (rc == TE_NOTFOUND) {
-		http_error_ex(r, API_UNAUTHORIZED, NULL, NULL, "WWW-Authenticate: Bearer\r\n",
-		    "invalid API key");
-		return -1;
+		if (r->cfg->auth_negative_ms > 0)
+			neg_put(c, h, r->cfg->auth_negative_ms);
+		goto unknown;
 	}
 	if (rc != TE_OK) {
 		http_error_ex(r, API_UNAVAILABLE, NULL, NULL, "Retry-After: 1\r\n",
@@ -215,6 +291,11 @@ auth_tenant(struct authcache *c, struct store *st, struct req *r)
 	}
 	cache_put(c, key, r->tenant, r->key_id, &r->limits, gen);
 	return 0;
+unknown:
+	atomic_fetch_add(&c->unknown, 1);
+	http_error_ex(r, API_UNAUTHORIZED, NULL, NULL, "WWW-Authenticate: Bearer\r\n",
+	    "invalid API key");
+	return -1;
 }
 
 int

@@ -17,6 +17,9 @@ void authcache_free(struct authcache *c);
 /* A key was revoked: drop it from this worker's cache and record it for the open
  * streams (auth_revoked_since). Any thread. */
 void auth_revoke(struct authcache *c, const char *key_id);
+/* The worker's counters for /metrics: keys looked up in PostgreSQL, and requests
+ * refused for a malformed or unknown key. */
+void auth_counts(struct authcache *c, long long *lookups, long long *unknown);
 /* The number of revocations seen so far (a generation to pass to auth_revoked_since). */
 unsigned auth_revocations(struct authcache *c);
 /* 1 when key_id was revoked after generation *gen; *gen becomes the current one.

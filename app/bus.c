@@ -141,6 +141,8 @@ bus_open(struct bus **out, const struct config *cfg, const char *name)
 	if ((s = natsOptions_Create(&b->opts)) != NATS_OK)
 		goto fail;
 	s = bus_set_servers(b->opts, cfg->nats_url);
+	if (s == NATS_OK && cfg->nats_user[0])
+		s = natsOptions_SetUserInfo(b->opts, cfg->nats_user, cfg->nats_password);
 	if (s == NATS_OK)
 		s = natsOptions_SetName(b->opts, name);
 	if (s == NATS_OK)
@@ -165,8 +167,10 @@ bus_open(struct bus **out, const struct config *cfg, const char *name)
 	if (s != NATS_OK)
 		goto fail;
 	if ((s = natsConnection_Connect(&b->nc, b->opts)) != NATS_OK) {
-		tlog(LOG_WARN, "could not connect to NATS at %s: %s", cfg->nats_url,
-		    natsStatus_GetText(s));
+		char where[sizeof cfg->nats_url];
+
+		tlog(LOG_WARN, "could not connect to NATS at %s: %s",
+		    url_mask(where, sizeof where, cfg->nats_url), natsStatus_GetText(s));
 		goto fail;
 	}
 	jsOptions_Init(&jo);

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -45,11 +46,17 @@ static const struct cfg_entry entries[] = {
 	  "postgresql://postgres@127.0.0.1:5432/tether", 1, "PostgreSQL connection URI"),
 	S(nats_url, "TETHER_NATS_URL", "NATS_URL", "nats://127.0.0.1:4222", 0,
 	  "NATS server URL, or several comma-separated (a cluster's servers)"),
+	S(nats_user, "TETHER_NATS_USER", NULL, "", 0,
+	  "NATS user name (with TETHER_NATS_PASSWORD; empty: none, or the URL's)"),
+	S(nats_password, "TETHER_NATS_PASSWORD", NULL, "", 1, "NATS password of TETHER_NATS_USER"),
 	S(admin_token, "TETHER_ADMIN_TOKEN", NULL, "", 1,
 	  "token for /v1/admin/ routes (empty: admin routes always answer 401)"),
 	I(auth_cache_ms, "TETHER_AUTH_CACHE_MS", 0, 30000, 1000,
 	  "how long a worker trusts a checked API key without asking PostgreSQL (ms): the "
 	  "bound on a revocation whose broadcast was lost (0: ask every time)"),
+	I(auth_negative_ms, "TETHER_AUTH_NEGATIVE_MS", 0, 10000, 1000,
+	  "how long a worker remembers (by hash) an API key PostgreSQL did not know (ms): a "
+	  "flood of bad keys costs one lookup per key per worker per this time (0: off)"),
 	I(db_pool, "TETHER_DB_POOL", 1, 64, 4, "PostgreSQL query connections per worker"),
 	I(db_connect_timeout_s, "TETHER_DB_CONNECT_TIMEOUT_S", 2, 60, 3,
 	  "libpq connect_timeout (seconds)"),
@@ -83,6 +90,13 @@ static const struct cfg_entry entries[] = {
 	  "default quota: API requests per second per tenant across the cluster"),
 	I(max_body, "TETHER_MAX_BODY", 1024, 64 << 20, 1 << 20, "request body limit (bytes)"),
 	I(max_input, "TETHER_MAX_INPUT", 1, 16 << 20, 256 << 10, "run input limit (bytes)"),
+	I(history_max_bytes, "TETHER_HISTORY_MAX_BYTES", 1024, 64 << 20, 1 << 20,
+	  "conversation sent to the model per run (bytes): the run's input and the newest "
+	  "earlier turns that fit, oldest turns left out; an input longer than this is "
+	  "refused (400 invalid_field)"),
+	I(history_max_turns, "TETHER_HISTORY_MAX_TURNS", 0, 100000, 100,
+	  "earlier turns (a user message and the replies after it) sent to the model per run; "
+	  "older turns are left out (0: the input alone)"),
 	I(json_depth, "TETHER_JSON_DEPTH", 2, 256, 32, "JSON nesting depth limit"),
 	I(max_output, "TETHER_MAX_OUTPUT", 1024, 256 << 20, 16 << 20,
 	  "largest run output kept (bytes); beyond it the run fails"),
@@ -122,7 +136,8 @@ static const struct cfg_entry entries[] = {
 	S(provider_model, "TETHER_PROVIDER_MODEL", NULL, "", 0,
 	  "upstream model for runs that name none"),
 	S(provider_models, "TETHER_PROVIDER_MODELS", NULL, "", 0,
-	  "allowed models, comma-separated NAME or NAME=UPSTREAM (empty: any name)"),
+	  "models runs may name besides the default, comma-separated NAME or NAME=UPSTREAM "
+	  "(empty: the default model only; *: any name)"),
 	S(system_prompt, "TETHER_SYSTEM_PROMPT", NULL, "", 0, "system message sent first to the provider"),
 	I(provider_connect_ms, "TETHER_PROVIDER_CONNECT_MS", 100, 60000, 5000, "provider connect timeout (ms)"),
 	I(provider_first_token_ms, "TETHER_PROVIDER_FIRST_TOKEN_MS", 100, 600000, 60000,
@@ -231,6 +246,59 @@ entry_set(struct config *cfg, const struct cfg_entry *e, const char *value, cons
 	return -1;
 }
 
+/* A secret from a file (docker/Kubernetes secrets, a 0600 file): its content
+ * without the trailing newline. */
+static int
+entry_set_file(struct config *cfg, const struct cfg_entry *e, const char *path, const char *src,
+    char *err, size_t errlen)
+{
+	char val[4096];
+	size_t n;
+	FILE *fp = fopen(path, "r");
+
+	if (!fp) {
+		snprintf(err, errlen, "%s (%s): could not read %s: %s", e->name, src, path,
+		    strerror(errno));
+		return -1;
+	}
+	n = fread(val, 1, sizeof val - 1, fp);
+	if (ferror(fp) || (n == sizeof val - 1 && fgetc(fp) != EOF)) {
+		snprintf(err, errlen, "%s (%s): %s is unreadable or longer than %zu bytes", e->name,
+		    src, path, sizeof val - 2);
+		fclose(fp);
+		return -1;
+	}
+	fclose(fp);
+	while (n > 0 && (val[n - 1] == '\n' || val[n - 1] == '\r'))
+		n--;
+	val[n] = '\0';
+	if (strlen(val) != n) {
+		snprintf(err, errlen, "%s (%s): %s holds a NUL byte", e->name, src, path);
+		return -1;
+	}
+	return entry_set(cfg, e, val, src, err, errlen);
+}
+
+/* A secret's environment: VAR, else VAR_FILE (a path), for the primary and the
+ * alternative name. 1 when set, 0 when absent, -1 on error. */
+static int
+secret_from_env(struct config *cfg, const struct cfg_entry *e, char *err, size_t errlen)
+{
+	const char *names[2] = { e->env, e->env_alt };
+
+	for (int i = 0; i < 2 && names[i]; i++) {
+		char var[96];
+		const char *v = getenv(names[i]);
+
+		if (v && *v)
+			return entry_set(cfg, e, v, names[i], err, errlen) < 0 ? -1 : 1;
+		snprintf(var, sizeof var, "%s_FILE", names[i]);
+		if ((v = getenv(var)) && *v)
+			return entry_set_file(cfg, e, v, var, err, errlen) < 0 ? -1 : 1;
+	}
+	return 0;
+}
+
 void
 config_defaults(struct config *cfg)
 {
@@ -320,6 +388,11 @@ config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 		const char *v = getenv(e->env);
 		const char *src = e->env;
 
+		if (e->secret) {
+			if (secret_from_env(cfg, e, err, errlen) < 0)
+				return -1;
+			continue;
+		}
 		if ((!v || !*v) && e->env_alt) {
 			v = getenv(e->env_alt);
 			src = e->env_alt;
@@ -329,8 +402,9 @@ config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 	}
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *eq, *value;
-		const struct cfg_entry *e;
+		const struct cfg_entry *e = NULL;
 		size_t n;
+		int file;
 
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			config_usage(stdout, argv[0]);
@@ -343,8 +417,18 @@ config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 		a += 2;
 		eq = strchr(a, '=');
 		n = eq ? (size_t)(eq - a) : strlen(a);
-		if (!(e = entry_find(a, n))) {
+		/* --SECRET-file PATH: secrets are never taken on the command line (every
+		 * user of the machine reads it in /proc). */
+		file = n > 5 && (!strncmp(a + n - 5, "-file", 5) || !strncmp(a + n - 5, "_file", 5)) &&
+		    (e = entry_find(a, n - 5)) && e->secret;
+		if (!file && !(e = entry_find(a, n))) {
 			snprintf(err, errlen, "unknown option --%.*s (try --help)", (int)n, a);
+			return -1;
+		}
+		if (e->secret && !file) {
+			snprintf(err, errlen, "--%.*s: a secret is not taken on the command line (any user "
+			    "can read it there); set %s or pass --%.*s-file PATH", (int)n, a, e->env,
+			    (int)n, a);
 			return -1;
 		}
 		if (eq) {
@@ -355,7 +439,13 @@ config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 			snprintf(err, errlen, "option --%s needs a value", e->name);
 			return -1;
 		}
-		if (entry_set(cfg, e, value, "command line", err, errlen) < 0)
+		if (!file && !strcmp(e->name, "nats_url") && strchr(value, '@')) {
+			snprintf(err, errlen, "--nats-url: credentials are not taken on the command line "
+			    "(any user can read them there); set NATS_URL");
+			return -1;
+		}
+		if ((file ? entry_set_file(cfg, e, value, "command line", err, errlen)
+		    : entry_set(cfg, e, value, "command line", err, errlen)) < 0)
 			return -1;
 	}
 	return config_check(cfg, err, errlen);
@@ -385,7 +475,8 @@ config_usage(FILE *fp, const char *prog)
 		else if (e->type == CFG_LEVEL)
 			fprintf(fp, " [default info]\n");
 		else if (e->secret)
-			fprintf(fp, " [secret]\n");
+			fprintf(fp, "; secret: from %s, %s_FILE (a file holding it) or --%s-file, "
+			    "never as --%s [secret]\n", e->env, e->env, flag + 2, flag + 2);
 		else
 			fprintf(fp, " [default \"%s\"]\n", e->sdef ? e->sdef : "");
 	}
@@ -398,9 +489,11 @@ config_dump(const struct config *cfg, FILE *fp)
 		const struct cfg_entry *e = &entries[i];
 		const char *base = (const char *)cfg + e->off;
 
+		char masked[1024];
+
 		if (e->type == CFG_STR)
-			fprintf(fp, "%s=%s\n", e->name,
-			    e->secret && *base ? "(set)" : base);
+			fprintf(fp, "%s=%s\n", e->name, e->secret && *base ? "(set)"
+			    : strstr(e->name, "_url") ? url_mask(masked, sizeof masked, base) : base);
 		else
 			fprintf(fp, "%s=%d\n", e->name, *(const int *)base);
 	}

@@ -15,8 +15,11 @@ struct config {
 	/* dependencies */
 	char database_url[1024];
 	char nats_url[512];
+	char nats_user[128];
+	char nats_password[256];
 	char admin_token[256];
 	int auth_cache_ms;
+	int auth_negative_ms;
 	int db_pool;
 	int db_connect_timeout_s;
 	int db_keepalives_idle_s;
@@ -35,6 +38,8 @@ struct config {
 	int tenant_requests_per_s;
 	int max_body;
 	int max_input;
+	int history_max_bytes;
+	int history_max_turns;
 	int json_depth;
 	int max_output;
 	/* streaming */

@@ -492,15 +492,28 @@ provider_openai_model_check(const struct config *cfg, const char *model, char *e
 	char up[256];
 	int rc;
 
-	if (!cfg->provider_models[0] || !strcmp(model, cfg->provider_model))
+	/* The allow-list: TETHER_PROVIDER_MODEL, the names of TETHER_PROVIDER_MODELS,
+	 * or any name with TETHER_PROVIDER_MODELS=*. */
+	if (!strcmp(cfg->provider_models, "*") ||
+	    (cfg->provider_model[0] && !strcmp(model, cfg->provider_model)))
 		return 0;
+	if (!cfg->provider_models[0]) {
+		if (cfg->provider_model[0])
+			snprintf(err, errlen, "model \"%s\" is not configured; configured models: %s",
+			    model, cfg->provider_model);
+		else
+			snprintf(err, errlen, "model \"%s\" is not configured: this server names no "
+			    "model (TETHER_PROVIDER_MODEL, TETHER_PROVIDER_MODELS)", model);
+		return -1;
+	}
 	rc = openai_model_lookup(cfg->provider_models, model, up, sizeof up);
 	if (rc == 1)
 		return 0;
 	if (rc < 0)
 		snprintf(err, errlen, "model \"%s\" maps to an upstream name that is too long", model);
 	else
-		snprintf(err, errlen, "model \"%s\" is not configured; configured models: mock, %s",
-		    model, cfg->provider_models);
+		snprintf(err, errlen, "model \"%s\" is not configured; configured models: %s%s%s",
+		    model, cfg->provider_model[0] ? cfg->provider_model : "",
+		    cfg->provider_model[0] ? ", " : "", cfg->provider_models);
 	return -1;
 }

@@ -516,6 +516,22 @@ gen_tool_calls(struct gen *g, const struct toolcalls *tc, size_t out_len, struct
 	return rc;
 }
 
+/* A provider call failed: the detail (upstream status and body excerpt, curl's
+ * error naming hosts) is for operators, in the log; the run's error, which the
+ * tenant reads, says only what kind of failure it was. */
+static void
+gen_provider_fail(struct gen *g, int rc, const char *detail)
+{
+	int timeout = rc == TE_TIMEOUT;
+
+	atomic_fetch_add(&g->a->ctr.provider_errors, 1);
+	tlog_run(LOG_WARN, g->run, g->attempt, "provider call failed (%s): %s",
+	    timeout ? "timeout" : "provider_error", detail);
+	gen_fail(g, timeout ? "timeout" : "provider_error", timeout
+	    ? "the model provider did not answer in time"
+	    : "the model provider failed; the server's log has the details");
+}
+
 static void
 gen_run(struct gen *g)
 {
@@ -582,8 +598,7 @@ gen_run(struct gen *g)
 	preq.tool_choice_json = g->ctx.tool_choice_json;
 	err[0] = '\0';
 	if ((rc = provider_start(&preq, &call, err, sizeof err)) != TE_OK) {
-		atomic_fetch_add(&g->a->ctr.provider_errors, 1);
-		gen_fail(g, "provider_error", err[0] ? err : te_strerror(rc));
+		gen_provider_fail(g, TE_PROVIDER, err[0] ? err : te_strerror(rc));
 		goto out;
 	}
 	job_set_call(g->j, call);
@@ -597,9 +612,7 @@ gen_run(struct gen *g)
 			goto out;
 		}
 		if (rc != TE_OK) {
-			atomic_fetch_add(&g->a->ctr.provider_errors, 1);
-			gen_fail(g, rc == TE_TIMEOUT ? "timeout" : "provider_error",
-			    err[0] ? err : te_strerror(rc));
+			gen_provider_fail(g, rc, err[0] ? err : te_strerror(rc));
 			goto out;
 		}
 		if (eof)

@@ -419,9 +419,21 @@ store_run_context(struct store *st, const char *run_id, struct run_ctx *out)
 	    "   WHERE l.tenant_id = r.tenant_id), $2::bigint)"
 	    "," " (request->'tools')::text, (request->'tool_choice')::text, r.continues IS NOT NULL"
 	    " FROM runs r WHERE r.id = $1";
+	/* The newest whole turns (a user message and what follows it: replies, tool
+	 * calls and outputs) within $3 bytes and $4 turns, counted from the newest back;
+	 * older ones are left out. A continuation ($5) keeps its own turn whatever its
+	 * size: the tool loop in progress. */
 	static const char hist_sql[] =
 	    "SELECT role, content, tool_calls::text, tool_call_id FROM messages"
-	    " WHERE thread_id = $1 AND seq < $2 ORDER BY seq";
+	    " WHERE thread_id = $1 AND seq < $2 AND seq >= ("
+	    " SELECT min(seq) FROM (SELECT seq, role,"
+	    "   sum(octet_length(COALESCE(content, '')) + COALESCE(octet_length(tool_calls::text), 0)"
+	    "     + COALESCE(octet_length(tool_call_id), 0)) OVER w AS bytes,"
+	    "   count(*) FILTER (WHERE role = 'user') OVER w AS turns"
+	    "   FROM messages WHERE thread_id = $1 AND seq < $2"
+	    "   WINDOW w AS (ORDER BY seq DESC)) h"
+	    " WHERE role = 'user' AND ((bytes <= $3 AND turns <= $4) OR (turns = 1 AND $5::bool)))"
+	    " ORDER BY seq";
 	PGresult *res = NULL;
 	char dflt[24];
 	const char *p[] = { run_id, dflt };
@@ -450,15 +462,22 @@ store_run_context(struct store *st, const char *run_id, struct run_ctx *out)
 		goto out;
 	}
 	{
-		char seq[24];
-		const char *q[] = { out->thread_id, seq };
+		char seq[24], bytes[24], turns[24], cont[2];
+		const char *q[] = { out->thread_id, seq, bytes, turns, cont };
+		long budget = (long)st->cfg->history_max_bytes -
+		    (long)(out->input ? strlen(out->input) : 0);
+
+		/* What the history may add to the input (history_max_bytes in all). */
+		snprintf(bytes, sizeof bytes, "%ld", budget > 0 ? budget : 0);
+		snprintf(turns, sizeof turns, "%d", st->cfg->history_max_turns);
+		snprintf(cont, sizeof cont, "%c", PQgetvalue(res, 0, 8)[0] == 't' ? 't' : 'f');
 
 		/* No user message recorded: the whole thread is history. */
 		snprintf(seq, sizeof seq, "%s",
 		    PQgetisnull(res, 0, 4) ? "9223372036854775807" : PQgetvalue(res, 0, 4));
 		PQclear(res);
 		res = NULL;
-		if ((rc = st_exec(st, c, hist_sql, 2, q, &res, NULL)) != TE_OK)
+		if ((rc = st_exec(st, c, hist_sql, 5, q, &res, NULL)) != TE_OK)
 			goto out;
 	}
 	n = PQntuples(res);

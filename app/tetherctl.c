@@ -92,15 +92,17 @@ cmd_migrate(int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--sql-dir") && i + 1 < argc)
 			dir = argv[++i];
-		else if (!strcmp(argv[i], "--database-url") && i + 1 < argc)
-			url = argv[++i];
-		else {
+		else if (!strcmp(argv[i], "--database-url")) {
+			fprintf(stderr, "tetherctl migrate: --database-url is gone (a password on the "
+			    "command line is visible to every user): set DATABASE_URL\n");
+			return 2;
+		} else {
 			fprintf(stderr, "tetherctl migrate: unknown option %s\n", argv[i]);
 			return 2;
 		}
 	}
 	if (!url) {
-		fprintf(stderr, "tetherctl migrate: set DATABASE_URL or --database-url\n");
+		fprintf(stderr, "tetherctl migrate: set DATABASE_URL\n");
 		return 2;
 	}
 	if (store_migrate(url, dir, 5, &applied, err, sizeof err) != TE_OK) {

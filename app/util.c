@@ -263,3 +263,53 @@ text_escape(char *dst, size_t cap, const char *src, size_t len, size_t max, unsi
 	dst[o] = '\0';
 	return dst;
 }
+
+static void
+put_n(char *dst, size_t cap, size_t *o, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n && *o + 1 < cap; i++)
+		dst[(*o)++] = s[i];
+}
+
+char *
+url_mask(char *dst, size_t cap, const char *urls)
+{
+	const char *p = urls;
+	size_t o = 0;
+
+	if (cap == 0)
+		return dst;
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		const char *end = p + len, *sep = strstr(p, "://"), *auth, *host, *at = NULL, *colon;
+
+		if (!sep || sep >= end) {               /* not a URL: as is */
+			put_n(dst, cap, &o, p, len);
+		} else {
+			auth = sep + 3;
+			host = auth + strcspn(auth, "/?#,");
+			if (host > end)
+				host = end;
+			for (const char *q = auth; q < host; q++)
+				if (*q == '@')
+					at = q;         /* the last '@' before the host */
+			put_n(dst, cap, &o, p, (size_t)(auth - p));
+			if (at) {
+				colon = memchr(auth, ':', (size_t)(at - auth));
+				if (colon)              /* user:password */
+					put_n(dst, cap, &o, auth, (size_t)(colon + 1 - auth));
+				if (colon || !strncmp(p, "nats", 4) || !strncmp(p, "tls", 3))
+					put_n(dst, cap, &o, "***", 3);  /* a password or a NATS token */
+				else
+					put_n(dst, cap, &o, auth, (size_t)(at - auth));   /* a user name */
+				auth = at;
+			}
+			put_n(dst, cap, &o, auth, (size_t)(end - auth));
+		}
+		p = end;
+		if (*p == ',')
+			put_n(dst, cap, &o, p++, 1);
+	}
+	dst[o] = '\0';
+	return dst;
+}

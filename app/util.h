@@ -36,6 +36,10 @@ int uuid_validn(const char *s, size_t n);
 /* Fill dst with 2*nbytes lower-case hex chars from the kernel's CSPRNG plus NUL.
  * Returns 0 or -1. */
 int random_hex(char *dst, size_t nbytes);
+/* urls (one or several, comma-separated) with each password replaced by "***"
+ * (scheme://user:***@host; a NATS token: nats:// then ***@host): safe to log. Always
+ * NUL-terminates dst (cut at cap). */
+char *url_mask(char *dst, size_t cap, const char *urls);
 
 /* Constant-time comparison of two NUL-terminated secrets (length leaks only). */
 int secret_equal(const char *a, const char *b);

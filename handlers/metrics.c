@@ -99,6 +99,10 @@ h_metrics(struct req *r)
 	    "Runs that ended with a provider error.");
 	worker_counter(&o, c, "watchers_total", "tether_watchers_opened_total",
 	    "Event streams opened.");
+	worker_counter(&o, c, "auth_lookups", "tether_auth_lookups_total",
+	    "API keys looked up in PostgreSQL (not in a worker's caches).");
+	worker_counter(&o, c, "auth_unknown", "tether_auth_unknown_total",
+	    "Requests refused for a malformed or unknown API key.");
 	emit(&o, "%s", "# HELP tether_watchers Open event streams, by pod.\n# TYPE tether_watchers gauge\n");
 	if (w) {
 		json_object_object_foreach(w, pod, v)

@@ -234,6 +234,13 @@ h_runs_create(struct req *r)
 		http_error_field(r, e.field, "%s", e.msg);
 		goto out;
 	}
+	/* The conversation sent upstream is capped (store_run_context): the input always
+	 * goes, so an input over the cap is refused here rather than cut. */
+	if (strlen(input) > (size_t)cfg->history_max_bytes) {
+		http_error_field(r, "input", "input is too long for the conversation limit (%d bytes, "
+		    "history_max_bytes)", cfg->history_max_bytes);
+		goto out;
+	}
 	if (jsonv_string(body, "model", 0, 1, MODEL_MAX, &model, NULL, &e) != JV_OK ||
 	    jsonv_object(body, "params", &params, &e) != JV_OK ||
 	    (params && jsonv_no_nul(params, "params", &e) != JV_OK)) {

@@ -119,7 +119,13 @@ function takeKeyFromHash() {
   const p = hashParams();
   const k = p.get('key');
   if (k === null) return;
-  if (k) localStorage.setItem(KEY_STORAGE, k);
+  // A link must not silently swap the key this browser uses (someone else's link
+  // would send your messages to their account): ask before replacing one.
+  const stored = localStorage.getItem(KEY_STORAGE);
+  if (k && (!stored || stored === k ||
+      window.confirm('This link carries a different API key than the one this browser uses. Replace the stored key?'))) {
+    localStorage.setItem(KEY_STORAGE, k);
+  }
   p.delete('key');
   const h = p.toString();
   // The key must not stay in the address bar, the history or a bookmark.

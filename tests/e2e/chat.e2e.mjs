@@ -208,6 +208,21 @@ test('dev_link_key_and_empty_page', async (t) => {
   await bad.goto(`${BASE}/#key=tk_not_a_real_key`);
   await bad.waitForFunction(() => !document.getElementById('key-panel').hidden &&
     document.getElementById('key-hint').textContent.includes('did not accept'));
+  // A link with another key asks before replacing the stored one: declined, the
+  // stored key stays (and the link's key leaves the address bar); accepted, it goes.
+  const stored = () => bad.evaluate(() => localStorage.getItem('tether.apiKey'));
+  const asked = [];
+  bad.once('dialog', (d) => { asked.push(d.type()); d.dismiss(); });
+  await bad.evaluate((k) => { location.hash = `key=${k}`; }, KEY);
+  await until(async () => asked.length === 1 && !(await bad.evaluate(() => location.hash.includes('key'))),
+    10000, 'the confirm() to be answered');
+  assert.deepEqual(asked, ['confirm']);
+  assert.equal(await stored(), 'tk_not_a_real_key');
+  bad.once('dialog', (d) => { asked.push(d.type()); d.accept(); });
+  await bad.evaluate((k) => { location.hash = `key=${k}`; }, KEY);
+  await until(async () => (await stored()) === KEY, 10000, 'the accepted key to be stored');
+  await bad.waitForFunction(() => document.getElementById('key-panel').hidden === true);
+  assert.deepEqual(asked, ['confirm', 'confirm']);
   await bad.context().close();
 });
 

@@ -42,12 +42,14 @@ from tether import ROOT, Client, run_tests, wait_until  # noqa: E402
 DOCKER = os.path.join(ROOT, "docker")
 COMPOSE = os.path.join(DOCKER, "compose.yml")
 ENV_EXAMPLE = os.path.join(DOCKER, "tether.env.example")
+NATS_ENV_EXAMPLE = os.path.join(DOCKER, "nats.env.example")
 PGBIN = os.environ.get("TETHER_PG_BIN", "/usr/lib/postgresql/15/bin")
 PODS = ("pod-1", "pod-2", "pod-3")
 IMAGE = "tether:0.1.0"
 POD_HEALTH = ("SCRIPT_NAME=/healthz DOCUMENT_URI=/healthz REQUEST_METHOD=GET "
               "cgi-fcgi -bind -connect 127.0.0.1:9000 | grep -q '\"status\":\"ok\"'")
-CRON_LOOP = ("while :; do curl -s -m 10 -X POST -H \"Authorization: Bearer $$TETHER_ADMIN_TOKEN\" "
+CRON_LOOP = ("while :; do curl -s -m 10 -X POST -H @<(printf 'Authorization: Bearer %s\\n' "
+             "\"$$TETHER_ADMIN_TOKEN\") "
              "http://nginx/v1/admin/recover -o /dev/null -w '%{http_code} %{time_total}s\\n' "
              "|| echo 'recover: no answer'; sleep $${TETHER_RECOVER_EVERY_S:-2}; done")
 RUNTIME_PKGS = ["libfcgi0ldbl", "libpq5", "libnats3.4", "libjson-c5", "libcurl4", "libuv1",
@@ -59,13 +61,14 @@ BUILD_PKGS = ["build-essential", "autoconf", "automake", "libtool", "pkg-config"
 
 # The compose file's variables: the tests set the ones they need (a shell after
 # `export $(scripts/compose-local env)` has them all).
-COMPOSE_VARS = ("TETHER_IMAGE", "TETHER_ENV_FILE", "TETHER_HTTP_BIND", "TETHER_HTTP_PORT", "TETHER_POSTGRES_IMAGE",
+COMPOSE_VARS = ("TETHER_IMAGE", "TETHER_ENV_FILE", "TETHER_NATS_ENV_FILE", "TETHER_HTTP_BIND", "TETHER_HTTP_PORT", "TETHER_POSTGRES_IMAGE",
                 "TETHER_NATS_IMAGE", "TETHER_NGINX_IMAGE", "TETHER_PYTHON_IMAGE", "COMPOSE_FILE",
                 "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "DOCKER_HOST")
 
 
 def compose_env(**kw):
     env = {k: v for k, v in os.environ.items() if k not in COMPOSE_VARS}
+    env["TETHER_NATS_ENV_FILE"] = "nats.env.example"
     env.update(kw)
     return env
 
@@ -201,18 +204,49 @@ def test_compose_config_valid(c):
     p = sh(["docker-compose", "-f", COMPOSE, "config", "--quiet"],
            env=compose_env(TETHER_ENV_FILE="no-such.env"))
     assert p.returncode != 0 and "no-such.env" in p.stderr, p.stderr
-    # The real env file is never committed.
-    assert read(os.path.join(DOCKER, ".gitignore")).split() == ["tether.env"]
+    p = sh(["docker-compose", "-f", COMPOSE, "config", "--quiet"],
+           env=compose_env(TETHER_ENV_FILE="tether.env.example", TETHER_NATS_ENV_FILE="no-such-nats.env"))
+    assert p.returncode != 0 and "no-such-nats.env" in p.stderr, p.stderr
+    # The real env files are never committed.
+    assert read(os.path.join(DOCKER, ".gitignore")).split() == ["tether.env", "nats.env"]
 
 
 def test_compose_services(c):
     cfg = c.config()
     assert set(cfg["services"]) == {"postgres", "nats", "migrate", *PODS, "nginx", "cron", "fake-model"}
     assert set(cfg["volumes"]) == {"pgdata", "natsdata"}
+    # Two networks: the backend has no route out; only the pods are on both.
+    assert cfg["networks"]["backend"]["internal"] is True, cfg["networks"]
+    assert not cfg["networks"]["frontend"].get("internal"), cfg["networks"]
+    nets = {n: set(s["networks"]) for n, s in cfg["services"].items()}
+    assert nets == {"postgres": {"backend"}, "nats": {"backend"}, "migrate": {"backend"},
+                    "fake-model": {"backend"}, "nginx": {"frontend"}, "cron": {"frontend"},
+                    **{n: {"backend", "frontend"} for n in PODS}}, nets
     # Only the demo model is behind a profile.
     assert {n for n, s in cfg["services"].items() if s.get("profiles")} == {"fake-model"}
     assert cfg["services"]["fake-model"]["profiles"] == ["demo"]
 
+
+def test_compose_hardened(c):
+    """no-new-privileges everywhere; no capabilities and a read-only root (a small
+    /tmp) where nothing needs them: tether's containers, NATS and the demo model."""
+    svcs = c.config()["services"]
+    for n, s in svcs.items():
+        assert s.get("security_opt") == ["no-new-privileges:true"], n
+    locked = {"migrate", "cron", "nats", "fake-model", *PODS}
+    for n in locked:
+        assert svcs[n]["cap_drop"] == ["ALL"] and svcs[n]["read_only"] is True, n
+        assert svcs[n]["tmpfs"] == ["/tmp:size=16m,mode=1777"], n
+    # postgres (its entrypoint changes user) and nginx (port 80, workers as
+    # another user) keep the image's capabilities.
+    for n in set(svcs) - locked:
+        assert "cap_drop" not in svcs[n] and "read_only" not in svcs[n], n
+    # NATS: users required, monitoring on the container's loopback only.
+    conf = read(os.path.join(DOCKER, "nats.conf"))
+    assert "http: 127.0.0.1:8222" in conf
+    assert "{ user: tether, password: $TETHER_NATS_PASSWORD }" in conf
+    assert "user: ops, password: $TETHER_NATS_OPS_PASSWORD" in conf
+    assert env_file(ENV_EXAMPLE)["TETHER_NATS_PASSWORD"] == env_file(NATS_ENV_EXAMPLE)["TETHER_NATS_PASSWORD"]
 
 def test_compose_one_image(c):
     svcs = c.config()["services"]
@@ -244,12 +278,14 @@ def test_compose_pod_environment(c):
         env = svcs[n]["environment"]
         assert env == dict(secrets, TETHER_POD=n, TETHER_LISTEN="0.0.0.0:9000", TETHER_WORKERS="2",
                            DATABASE_URL="postgresql://tether@postgres:5432/tether",
-                           NATS_URL="nats://nats:4222"), (n, env)
+                           NATS_URL="nats://nats:4222", TETHER_NATS_USER="tether"), (n, env)
     assert svcs["migrate"]["environment"] == dict(
         secrets, DATABASE_URL="postgresql://tether@postgres:5432/tether")
     assert svcs["cron"]["environment"] == secrets
     assert svcs["postgres"]["environment"] == dict(secrets, POSTGRES_USER="tether", POSTGRES_DB="tether")
-    for n in ("nats", "nginx", "fake-model"):
+    # nats gets its own file only: the NATS passwords, none of tether.env's secrets.
+    assert svcs["nats"]["environment"] == env_file(NATS_ENV_EXAMPLE)
+    for n in ("nginx", "fake-model"):
         assert "environment" not in svcs[n], n
     # Every key of the env file is a tetherd setting or named in the example's comments.
     help_text = sh([os.path.join(c.rootfs(), "usr/bin/tetherd"), "--help"]).stdout
@@ -272,8 +308,9 @@ def test_compose_commands_match_the_stack(c):
     assert svcs["cron"]["command"] == ["bash", "-c", CRON_LOOP]
     # The cron's curl is the stack's, word for word (variables aside).
     m = re.search(r"curl -s -m 10 .*?\\\n\s*(.*?)\n\s*sleep \$every", stack, re.S)
-    stack_curl = m.group(0).replace("\\\n", " ").replace("$ADMIN_TOKEN", "T").replace("'$URL", "'U")
-    compose_curl = CRON_LOOP.replace("$$TETHER_ADMIN_TOKEN", "T").replace("http://nginx", "U")
+    stack_curl = m.group(0).replace("\\\n", " ").replace('\\"\\$TETHER_ADMIN_TOKEN\\"', "T").replace("'$URL", "'U")
+    compose_curl = CRON_LOOP.replace('"$$TETHER_ADMIN_TOKEN"', "T").replace("http://nginx", "U")
+    assert "TETHER_ADMIN_TOKEN=$ADMIN_TOKEN setsid bash -c" in stack
     assert shlex.split(stack_curl.split("sleep")[0]) == shlex.split(
         compose_curl.split("do ", 1)[1].split("; sleep")[0]), (stack_curl, compose_curl)
     assert "every=${TETHER_RECOVER_EVERY_S:-2}" in stack
@@ -572,7 +609,7 @@ class Topology:
         svc = self.cfg["nats"]
         conf = read(os.path.join(DOCKER, "nats.conf"))
         for a, b in (("listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{self.ports['nats']}"),
-                     ("http: 0.0.0.0:8222", f"http: 127.0.0.1:{self.ports['nats-mon']}"),
+                     ("http: 127.0.0.1:8222", f"http: 127.0.0.1:{self.ports['nats-mon']}"),
                      ('store_dir: "/data"', f'store_dir: "{self.dir}/nats-data"')):
             assert a in conf, a
             conf = conf.replace(a, b)
@@ -580,7 +617,7 @@ class Topology:
         with open(path, "w") as f:
             f.write(conf)
         argv = [path if a == "/etc/nats/tether.conf" else a for a in svc["command"]]
-        self.spawn("nats", argv)
+        self.spawn("nats", argv, env=dict(svc["environment"], PATH=os.environ["PATH"]))
         hc = [a.replace("127.0.0.1:8222", f"127.0.0.1:{self.ports['nats-mon']}") for a in svc["healthcheck"]["test"]]
         wait_until(lambda: self.health(hc), 30, "nats healthy", 0.2)
 
@@ -742,7 +779,7 @@ def test_services_demo_fake_model(c):
 
 ORDER = ["test_compose_config_valid", "test_compose_services", "test_compose_one_image",
          "test_compose_commands_match_the_stack", "test_compose_healthchecks_and_depends_on",
-         "test_compose_ports_and_volumes", "test_dockerfile_static", "test_nginx_conf_valid",
+         "test_compose_ports_and_volumes", "test_compose_hardened", "test_dockerfile_static", "test_nginx_conf_valid",
          "test_dockerfile_build_stage", "test_dockerfile_runtime_libraries", "test_compose_pod_environment",
          "test_operations_doc_is_current",
          "test_services_start", "test_services_through_nginx", "test_services_pod_death_recovered_by_the_cron",

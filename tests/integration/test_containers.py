@@ -154,8 +154,9 @@ def restore(c, pod):
 
 
 def _inspect_ip(self, service):
+    """The service's address on nginx's network (pods are on two: backend, frontend)."""
     nets = json.loads(self.podman("inspect", self.cid(service)).stdout)[0]["NetworkSettings"]["Networks"]
-    (net,) = nets.values()
+    (net,) = [v for k, v in nets.items() if k.endswith("_frontend")] or nets.values()
     return net["IPAddress"]
 
 
@@ -200,6 +201,28 @@ def test_up_healthy(c):
     # The published port is bound to loopback only.
     ports = c.podman("port", c.cid("nginx")).stdout.split()
     assert ports == ["80/tcp", "->", f"127.0.0.1:{c.env['TETHER_HTTP_PORT']}"], ports
+
+
+def test_hardened(c):
+    """The locked-down compose, as the runtime applies it: nginx's network holds
+    neither PostgreSQL nor NATS; tether's containers have no capabilities and a
+    read-only root; NATS's monitoring port is on its loopback only."""
+    p = c.podman("exec", c.cid("nginx"), "getent", "hosts", "postgres", "nats", check=False)
+    assert p.returncode != 0 and p.stdout.strip() == "", p.stdout
+    p = c.podman("exec", c.cid("nginx"), "getent", "hosts", *PODS, check=False)
+    assert len(p.stdout.split("\n")) >= 3, p.stdout
+    for n in ("pod-1", "cron"):
+        p = c.podman("exec", c.cid(n), "sh", "-c", "grep -E '^(CapEff|NoNewPrivs)' /proc/1/status; "
+                     "touch /usr/x 2>&1 || echo read-only; touch /tmp/x && echo tmp-ok", check=False)
+        out = p.stdout
+        assert "CapEff:\t0000000000000000" in out and "NoNewPrivs:\t1" in out, (n, out)
+        assert "read-only" in out and "tmp-ok" in out, (n, out)
+    nats_ip = json.loads(c.podman("inspect", c.cid("nats")).stdout)[0]["NetworkSettings"]["Networks"]
+    (net,) = nats_ip.values()
+    p = c.podman("exec", c.cid("pod-1"), "sh", "-c",
+                 f"curl -s -m 3 -o /dev/null -w '%{{http_code}}' http://{net['IPAddress']}:8222/healthz || true",
+                 check=False)
+    assert p.stdout.strip() in ("", "000"), p.stdout
 
 
 # ---------- 2. a reply through nginx ----------
@@ -370,7 +393,9 @@ def test_down_leaves_nothing(c):
     label = f"label=com.docker.compose.project={project}"
     assert sh(["podman", "ps", "-a", "-q", "--filter", label]).stdout == ""
     assert sh(["podman", "volume", "ls", "-q", "--filter", label]).stdout == ""
-    assert project + "_default" not in sh(["podman", "network", "ls", "--format", "{{.Name}}"]).stdout.split()
+    nets = sh(["podman", "network", "ls", "--format", "{{.Name}}"]).stdout.split()
+    for n in ("default", "frontend", "backend"):
+        assert f"{project}_{n}" not in nets, nets
     # No process of the project is left (podman keeps exec sessions' conmon for 300 s).
     def project_procs():
         out = []
@@ -389,7 +414,7 @@ def test_down_leaves_nothing(c):
     c.env = None
 
 
-ORDER = ["test_up_healthy", "test_stream_through_published_port", "test_kill_owner_container_watchers_exact",
+ORDER = ["test_up_healthy", "test_hardened", "test_stream_through_published_port", "test_kill_owner_container_watchers_exact",
          "test_compose_stop_drains_within_grace", "test_cron_container_claims_unwatched_orphan",
          "test_down_and_up_keeps_the_volumes", "test_down_leaves_nothing"]
 

@@ -52,6 +52,7 @@ def setup():
         "TETHER_MAX_RUNS": "4",
         "TETHER_PROVIDER_URL": "http://127.0.0.1:9/v1",
         "TETHER_PROVIDER_KEY": SENTINEL_KEY,
+        "TETHER_PROVIDER_MODELS": "sentinel-model",  # allowed besides mock (the default)
         "TETHER_PROVIDER_RETRIES": "1",
         "TETHER_PROVIDER_CONNECT_MS": "300",
     })

@@ -27,6 +27,8 @@ PODS = ("pod-1", "pod-2")
 # requests to one pod reaches both of its workers.
 THREADS = 4
 STREAM_MAX_MB = 64
+HISTORY_MAX_BYTES = 65536
+HISTORY_MAX_TURNS = 3
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -36,7 +38,9 @@ def setup():
     # the cache's expiry.
     return stack_ctx("test-tenancy", "tenancy-a", env={
         "TETHER_HEARTBEAT_S": "1", "TETHER_THREADS": str(THREADS), "TETHER_AUTH_CACHE_MS": "30000",
-        "TETHER_PURGE_GRACE_S": "2", "TETHER_STREAM_MAX_MB": str(STREAM_MAX_MB)})
+        "TETHER_PURGE_GRACE_S": "2", "TETHER_STREAM_MAX_MB": str(STREAM_MAX_MB),
+        "TETHER_HISTORY_MAX_BYTES": str(HISTORY_MAX_BYTES),
+        "TETHER_HISTORY_MAX_TURNS": str(HISTORY_MAX_TURNS)})
 
 
 teardown = stack_teardown
@@ -562,6 +566,104 @@ def test_finished_run_purged_from_the_stream_after_grace(c):
     assert api.post(f"/v1/runs/{rid2}/cancel").status == 200
 
 
+# ---------------------------------------------------------------- the history cap
+
+def converse(api, tid, inputs):
+    for text in inputs:
+        s = api.wait_terminal(api.run(tid, text))
+        assert s["status"] == "completed", s
+
+
+def sent_history(api, tid, text):
+    """Run `text` (with the mock's history directive) and return what the model was
+    sent: the thread's messages before the run that the count says (the cap keeps
+    the newest), as (role, content), the input last."""
+    rid = api.run(tid, text + " history slow:1x0")
+    s = api.wait_terminal(rid)
+    assert s["status"] == "completed", s
+    m = re.match(r"history=(\d+) roles=(\S+) ", s["output"])
+    assert m, s["output"]
+    msgs = api.get(f"/v1/threads/{tid}").json["messages"]
+    assert msgs[-2]["run_id"] == rid and msgs[-2]["role"] == "user", msgs[-2:]
+    earlier = [(x["role"], x["content"]) for x in msgs[:-2]]
+    n = int(m.group(1)) - 1
+    sent = earlier[len(earlier) - n:] + [("user", msgs[-2]["content"])]
+    assert ",".join(r for r, _ in sent) == m.group(2), (m.group(2), [r for r, _ in sent])
+    return sent, earlier
+
+
+def nbytes(msgs):
+    return sum(len(c.encode()) for _, c in msgs)
+
+
+def test_history_capped_by_bytes_oldest_turns_first(c):
+    key, _ = new_key(c, "history-bytes")
+    api = Client(c.stack.url, key)
+    tid = api.thread()
+    converse(api, tid, [f"turn {i} " + "x" * 30000 + " slow:1x0" for i in range(4)])
+    sent, earlier = sent_history(api, tid, "now")
+    # Whole turns, newest first, within the byte cap (input included): the two newest.
+    assert [r for r, _ in sent] == ["user", "assistant"] * 2 + ["user"], [r for r, _ in sent]
+    assert sent[0][1].startswith("turn 2 "), sent[0][1][:10]
+    assert nbytes(sent) <= HISTORY_MAX_BYTES
+    assert nbytes(earlier[-6:]) + nbytes(sent[-1:]) > HISTORY_MAX_BYTES  # one more would not fit
+    # A newest earlier turn that alone passes the cap is left out whole, never cut.
+    tid = api.thread()
+    converse(api, tid, ["big " + "y" * 60000 + " slow:1x0"])
+    sent, _ = sent_history(api, tid, "z" * 10000)
+    assert [r for r, _ in sent] == ["user"] and len(sent[0][1]) > 10000, sent
+
+
+def test_history_capped_by_turns(c):
+    key, _ = new_key(c, "history-turns")
+    api = Client(c.stack.url, key)
+    tid = api.thread()
+    converse(api, tid, [f"short {i} slow:1x0" for i in range(5)])
+    sent, earlier = sent_history(api, tid, "now")
+    assert len(earlier) == 10
+    assert [r for r, _ in sent] == ["user", "assistant"] * HISTORY_MAX_TURNS + ["user"], sent
+    assert sent[:-1] == earlier[-2 * HISTORY_MAX_TURNS:]
+    assert sent[0][1].startswith("short 2 "), sent[0]
+
+
+def test_history_cap_keeps_a_tool_continuations_turn(c):
+    """A continuation sends its own turn (the input, the call, an output past the
+    byte cap) whatever the caps; the turns before it are capped as usual."""
+    key, _ = new_key(c, "history-tools")
+    api = Client(c.stack.url, key)
+    tid = api.thread()
+    converse(api, tid, [f"before {i} slow:1x0" for i in range(HISTORY_MAX_TURNS + 1)])
+    rid = api.run(tid, "tool:lookup history")
+    s = wait_until(lambda: (lambda s: s if s["status"] != "running" else None)(api.run_state(rid)), 30,
+                   "the run to ask for its tool")
+    assert s["status"] == "requires_action", s
+    call = s["required_action"]["tool_calls"][0]["id"]
+    big = "o" * (HISTORY_MAX_BYTES + 1000)
+    r = api.post(f"/v1/runs/{rid}/tool_outputs", {"outputs": [{"tool_call_id": call, "output": big}]})
+    assert r.status == 202, r
+    s = api.wait_terminal(r.json["run_id"])
+    assert s["status"] == "completed", s
+    # The earlier turns are left out (the byte cap is spent), the loop in progress is sent.
+    assert s["output"] == f"history=3 roles=user,assistant,tool tool={call}:{big} ", s["output"][:80]
+    # The next run: the loop's turn (past the byte cap) is left out whole; the input alone.
+    sent, _ = sent_history(api, tid, "next")
+    assert [r for r, _ in sent] == ["user"], [r for r, _ in sent]
+
+
+def test_input_over_the_history_cap_refused(c):
+    key, _ = new_key(c, "history-input")
+    api = Client(c.stack.url, key)
+    tid = api.thread()
+    r = api.post(f"/v1/threads/{tid}/runs", {"input": "w" * (HISTORY_MAX_BYTES + 1)})
+    assert_error(r, 400, "invalid_field")
+    assert r.json["error"].get("field") == "input", r.json
+    assert "history_max_bytes" in r.json["error"]["message"], r.json
+    assert api.get(f"/v1/threads/{tid}").json["messages"] == []
+    # At the cap exactly: accepted (the input alone is sent).
+    s = api.wait_terminal(api.run(tid, "w" * (HISTORY_MAX_BYTES - 9) + " slow:1x0"))
+    assert s["status"] == "completed", s
+
+
 # ---------------------------------------------------------------- nothing internal open
 
 # One namespace per checkout (as tests/integration/test_faults.py does).
@@ -572,46 +674,134 @@ def sh(cmd):
     return subprocess.run(cmd, shell=True, text=True, capture_output=True)
 
 
-def test_metrics_only_for_internal_addresses(c):
+class OutsideNginx:
     """The stack's own nginx config, run by a second nginx inside a network namespace
-    on 192.0.2.1 (TEST-NET-1, not internal); a client at 192.0.2.2 calls it."""
-    sh(f"ip netns pids {NS} | xargs -r kill -9")
-    sh(f"ip netns del {NS}")
-    for cmd in (f"ip netns add {NS}", f"ip netns exec {NS} ip link set lo up",
-                f"ip netns exec {NS} ip addr add 192.0.2.1/32 dev lo",
-                f"ip netns exec {NS} ip addr add 192.0.2.2/32 dev lo"):
-        p = sh(cmd)
-        assert p.returncode == 0, (cmd, p.stderr)
-    conf_dir = os.path.join(c.stack.dir, "nginx")
-    with open(os.path.join(conf_dir, "nginx.conf")) as f:
-        conf = f.read()
-    port = c.stack.url.rsplit(":", 1)[1]
-    conf = conf.replace(f"listen 127.0.0.1:{port};", f"listen 192.0.2.1:{port};")
-    conf = re.sub(r"pid [^;]+;", f"pid {conf_dir}/tn-nginx.pid;", conf)
-    conf = re.sub(r"access_log [^;]+;", "access_log off;", conf)
-    assert f"listen 192.0.2.1:{port};" in conf
-    with open(os.path.join(conf_dir, "tn-nginx.conf"), "w") as f:
-        f.write(conf)
-    p = sh(f"ip netns exec {NS} nginx -c {conf_dir}/tn-nginx.conf -p {conf_dir}")
-    assert p.returncode == 0, p.stderr
-    try:
-        base = f"http://192.0.2.1:{port}"
+    on 192.0.2.1 (TEST-NET-1, not internal); clients in the namespace call it from
+    192.0.2.2."""
 
-        def curl(path):
-            return sh(f"ip netns exec {NS} curl -s -m 5 --interface 192.0.2.2 -o /dev/stderr "
-                      f"-w '%{{http_code}}' '{base}{path}'")
-        wait_until(lambda: curl("/healthz").stdout == "200", 10, "the namespace's nginx")
-        p = curl("/metrics")
+    def __init__(self, c):
+        self.c = c
+        self.conf_dir = os.path.join(c.stack.dir, "nginx")
+        self.port = c.stack.url.rsplit(":", 1)[1]
+        self.base = f"http://192.0.2.1:{self.port}"
+
+    def __enter__(self):
+        sh(f"ip netns pids {NS} | xargs -r kill -9")
+        sh(f"ip netns del {NS}")
+        for cmd in (f"ip netns add {NS}", f"ip netns exec {NS} ip link set lo up",
+                    f"ip netns exec {NS} ip addr add 192.0.2.1/32 dev lo",
+                    f"ip netns exec {NS} ip addr add 192.0.2.2/32 dev lo"):
+            p = sh(cmd)
+            assert p.returncode == 0, (cmd, p.stderr)
+        with open(os.path.join(self.conf_dir, "nginx.conf")) as f:
+            conf = f.read()
+        conf = conf.replace(f"listen 127.0.0.1:{self.port};", f"listen 192.0.2.1:{self.port};")
+        conf = re.sub(r"pid [^;]+;", f"pid {self.conf_dir}/tn-nginx.pid;", conf)
+        conf = re.sub(r"access_log [^;]+;", "access_log off;", conf)
+        assert f"listen 192.0.2.1:{self.port};" in conf
+        with open(os.path.join(self.conf_dir, "tn-nginx.conf"), "w") as f:
+            f.write(conf)
+        p = sh(f"ip netns exec {NS} nginx -c {self.conf_dir}/tn-nginx.conf -p {self.conf_dir}")
+        assert p.returncode == 0, p.stderr
+        wait_until(lambda: self.curl("/healthz").stdout == "200", 10, "the namespace's nginx")
+        return self
+
+    def __exit__(self, *exc):
+        sh(f"ip netns exec {NS} nginx -c {self.conf_dir}/tn-nginx.conf -p {self.conf_dir} -s stop")
+        sh(f"ip netns pids {NS} | xargs -r kill -9")
+        sh(f"ip netns del {NS}")
+
+    def curl(self, path):
+        """(status in stdout, body in stderr)"""
+        return sh(f"ip netns exec {NS} curl -s -m 5 --interface 192.0.2.2 -o /dev/stderr "
+                  f"-w '%{{http_code}}' '{self.base}{path}'")
+
+    def python(self, code, *args, timeout=120):
+        return subprocess.run(["ip", "netns", "exec", NS, sys.executable, "-c", code, *args],
+                              text=True, capture_output=True, timeout=timeout)
+
+
+def test_metrics_only_for_internal_addresses(c):
+    with OutsideNginx(c) as out:
+        p = out.curl("/metrics")
         assert p.stdout == "403", (p.stdout, p.stderr)
         body = json.loads(p.stderr)
         assert body["error"]["code"] == "unauthorized" and "internal" in body["error"]["message"], body
-    finally:
-        sh(f"ip netns exec {NS} nginx -c {conf_dir}/tn-nginx.conf -p {conf_dir} -s stop")
-        sh(f"ip netns pids {NS} | xargs -r kill -9")
-        sh(f"ip netns del {NS}")
     # From loopback it answers.
     r = Client(c.stack.url).get("/pod/pod-1/metrics")
     assert r.status == 200 and "tether_runs_active" in r.body.decode(), r
+
+
+# A flood from one outside address: N requests with an unknown key, from 8 threads,
+# bound to 192.0.2.2; prints the count per status and one 429 answer.
+FLOOD = r"""
+import http.client, json, sys, threading, collections
+host, port, key, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+counts, lock, sample = collections.Counter(), threading.Lock(), {}
+def worker(k):
+    conn = http.client.HTTPConnection(host, port, timeout=10, source_address=("192.0.2.2", 0))
+    for _ in range(k):
+        conn.request("GET", "/v1/threads", headers={"Authorization": "Bearer " + key})
+        r = conn.getresponse()
+        body = r.read()
+        with lock:
+            counts[r.status] += 1
+            if r.status == 429 and not sample:
+                sample.update(body=body.decode(), ctype=r.getheader("Content-Type"),
+                              retry=r.getheader("Retry-After"))
+ts = [threading.Thread(target=worker, args=(n // 8,)) for _ in range(8)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(json.dumps({"counts": {str(k): v for k, v in counts.items()}, "sample": sample}))
+"""
+
+
+def auth_counters(c):
+    body = Client(c.stack.url).get("/pod/pod-1/metrics").body.decode()
+    return tuple(int(re.search(rf"^{name} (\d+)$", body, re.M).group(1))
+                 for name in ("tether_auth_unknown_total", "tether_auth_lookups_total"))
+
+
+def test_bad_key_flood_limited_by_nginx_and_the_negative_cache(c):
+    """Unknown keys from outside: nginx answers 429 (JSON) past the per-address
+    burst, and what reaches the pods costs one PostgreSQL lookup per worker per
+    TETHER_AUTH_NEGATIVE_MS (1 s), not one per request (tether_auth_* counters)."""
+    bad = "tk_" + "0" * 40      # well-formed, unknown
+    # A baseline with the earlier tests' lookups in it: workers report their counters
+    # with the heartbeat (2 s) and /metrics keeps them 1 s, so wait for a reading
+    # that held for longer than both.
+    last = [auth_counters(c), time.monotonic()]
+
+    def settled():
+        now = auth_counters(c)
+        if now != last[0]:
+            last[:] = [now, time.monotonic()]
+        return now if time.monotonic() - last[1] >= 3.5 else None
+    unknown0, lookups0 = wait_until(settled, 30, "the auth counters to settle", interval=0.25)
+    with OutsideNginx(c) as out:
+        t0 = time.monotonic()
+        p = out.python(FLOOD, "192.0.2.1", out.port, bad, "1200")
+        took = time.monotonic() - t0
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    counts = {int(k): v for k, v in res["counts"].items()}
+    assert set(counts) <= {401, 429}, counts
+    assert counts.get(429, 0) >= 300 and counts.get(401, 0) >= 150, counts
+    sample = res["sample"]
+    assert sample["ctype"].startswith("application/json") and sample["retry"] == "1", sample
+    assert json.loads(sample["body"])["error"]["code"] == "too_many_requests", sample
+    # The pods counted every 401 (workers report with their heartbeat; /metrics
+    # keeps a second) and looked the key up at most once per worker per second.
+    unknown, lookups = wait_until(lambda: (lambda u: u if u[0] - unknown0 >= counts[401] else None)(
+        auth_counters(c)), 15, "the 401s counted in /metrics")
+    workers = len(PODS) * 2
+    print(f"FIGURE bad-key flood: {sum(counts.values())} requests in {took:.1f}s from one outside "
+          f"address: {counts.get(429, 0)} refused by nginx (429), {counts[401]} by the pods (401) "
+          f"with {lookups - lookups0} PostgreSQL lookups", flush=True)
+    assert lookups - lookups0 <= workers * (int(took) + 2) + 4, (lookups - lookups0, took)
+    # Internal addresses are not limited: the same flood from loopback is all 401.
+    api = Client(c.stack.url, bad)
+    assert all(api.get("/v1/threads").status == 401 for _ in range(300))
 
 
 def test_metrics_cached_briefly(c):
@@ -648,14 +838,73 @@ def test_admin_token_refused_at_start(c):
     assert example == "change-me-admin", example  # app/config.c ADMIN_TOKEN_EXAMPLE
 
 
+# ---------------------------------------------------------------- secrets out of argv
+
+def test_no_secret_in_any_command_line(c):
+    """Every process on the machine (a superset of those the stack started: pods and
+    their workers, NATS, nginx, PostgreSQL, the cron loop and its curl): no command
+    line holds the admin token or the NATS password; the stack's files that hold
+    them are mode 0600, its socket directory 0700. (The local stack's PostgreSQL
+    trusts loopback: it has no password to leak; compose's goes by PGPASSWORD.)"""
+    nats_pw = re.match(r"nats://tether:([0-9a-f]{32})@", c.stack.env["NATS_URL"]).group(1)
+    secrets = {"admin token": c.stack.admin, "NATS password": nats_pw}
+    # The cron's curl runs every 2 s: look until one of its runs was seen.
+    state = {}
+    with open(os.path.join(c.stack.dir, "state.env")) as f:
+        for line in f:
+            k, _, v = line.strip().partition("=")
+            state[k] = v.strip('"')
+    seen = set()
+
+    def scan():
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            line = " ".join(argv)
+            for what, secret in secrets.items():
+                assert secret not in line, f"the {what} is in the command line of {pid}: {argv[:3]}"
+            if "curl" in argv[0] and "/v1/admin/recover" in line:
+                seen.add("cron curl")
+            if "tetherd" in argv[0]:
+                seen.add("tetherd")
+            if "nats-server" in argv[0]:
+                seen.add("nats-server")
+        return {"cron curl", "tetherd", "nats-server"} <= seen
+    wait_until(scan, 15, "a scan that saw the cron's curl, the pods and NATS", interval=0.01)
+    # The pods really use the secrets: NATS refuses a client without the password.
+    host, port = c.stack.env["NATS_URL"].rsplit("@", 1)[1].rsplit(":", 1)
+    try:
+        Nats(f"nats://{host}:{port}", timeout=3)
+        raise AssertionError("NATS accepted a client without credentials")
+    except AssertionError as e:
+        assert "closed" in str(e) or "Authorization" in str(e), e
+    # The files that hold secrets, and the sockets' directory.
+    for path in ("state.env", "pods/pod.env", "nats/nats.conf"):
+        mode = os.stat(os.path.join(c.stack.dir, path)).st_mode & 0o777
+        assert mode == 0o600, (path, oct(mode))
+    socks = state["SOCKS"]
+    assert os.stat(socks).st_mode & 0o777 == 0o700 and not os.path.islink(socks), socks
+    # Logs show the NATS URL masked, when they show it at all.
+    for name in os.listdir(os.path.join(c.stack.dir, "logs")):
+        assert nats_pw not in c.stack.log(name[:-4]) if name.endswith(".log") else True, name
+
+
 ORDER = ["test_key_ids_list_and_revoke_contract", "test_tetherctl_key_list_and_revoke",
          "test_revoke_refused_on_every_worker_within_1s", "test_revoke_ends_open_streams_within_1s",
          "test_limits_route_contract", "test_output_bytes_quota_fails_the_run",
          "test_streams_quota_across_the_cluster", "test_requests_per_s_quota_across_the_cluster",
          "test_flood_by_one_tenant_leaves_another_unslowed", "test_stream_has_a_size_limit",
          "test_finished_run_purged_from_the_stream_after_grace",
-         "test_metrics_only_for_internal_addresses", "test_metrics_cached_briefly",
-         "test_admin_token_refused_at_start"]
+         "test_history_capped_by_bytes_oldest_turns_first", "test_history_capped_by_turns",
+         "test_history_cap_keeps_a_tool_continuations_turn", "test_input_over_the_history_cap_refused",
+         "test_metrics_only_for_internal_addresses",
+         "test_bad_key_flood_limited_by_nginx_and_the_negative_cache", "test_metrics_cached_briefly",
+         "test_admin_token_refused_at_start", "test_no_secret_in_any_command_line"]
 
 if __name__ == "__main__":
     run_tests(globals(), setup, teardown)

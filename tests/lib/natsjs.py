@@ -7,13 +7,19 @@ import base64
 import json
 import socket
 import time
+import urllib.parse
 
 
 class Nats:
     def __init__(self, urls, timeout=5.0, headers=False):
         last = None
+        creds = {}
         for u in urls.split(","):
-            hostport = u.split("://", 1)[-1].rsplit("@", 1)[-1]
+            rest = u.split("://", 1)[-1]
+            hostport = rest.rsplit("@", 1)[-1]
+            if "@" in rest and ":" in rest.rsplit("@", 1)[0]:
+                user, pw = rest.rsplit("@", 1)[0].split(":", 1)
+                creds = {"user": urllib.parse.unquote(user), "pass": urllib.parse.unquote(pw)}
             host, port = hostport.rsplit(":", 1)
             try:
                 self.sock = socket.create_connection((host, int(port)), timeout=timeout)
@@ -25,8 +31,8 @@ class Nats:
         self.buf = b""
         self.timeout = timeout
         self._line()  # INFO
-        self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":%s}\r\nPING\r\n'
-                          % (b"true" if headers else b"false"))
+        connect = dict(verbose=False, pedantic=False, headers=bool(headers), **creds)
+        self.sock.sendall(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
         while self._line() != b"PONG":
             pass
         self.sock.sendall(b"SUB _INBOX.tethertest 1\r\n")

@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -26,6 +28,8 @@ static const char *const env_names[] = {
 	"TETHER_PROVIDER_MODELS", "TETHER_SYSTEM_PROMPT", "TETHER_PROVIDER_CONNECT_MS",
 	"TETHER_PROVIDER_FIRST_TOKEN_MS", "TETHER_PROVIDER_IDLE_MS", "TETHER_PROVIDER_TOTAL_S",
 	"TETHER_PROVIDER_RETRIES", "TETHER_PROVIDER_MAX_LINE", "TETHER_BENCH_ROUTES",
+	"TETHER_ADMIN_TOKEN_FILE", "TETHER_DATABASE_URL_FILE", "DATABASE_URL_FILE",
+	"TETHER_PROVIDER_KEY_FILE", "TETHER_NATS_USER", "TETHER_NATS_PASSWORD", "TETHER_NATS_PASSWORD_FILE",
 };
 
 static void
@@ -54,6 +58,50 @@ load(struct config *cfg, char *err, size_t errlen, ...)
 	argv[argc] = NULL;
 	err[0] = '\0';
 	return config_load(cfg, argc, argv, err, errlen);
+}
+
+/* Secrets: never from the command line; from the environment or a file. */
+static void
+test_secrets_not_in_argv(void)
+{
+	char path[] = "/tmp/tether-unit-secret-XXXXXX";
+	struct config c;
+	char err[512];
+	int fd;
+
+	env_clear();
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--admin-token=0123456789abcdef0123456789abcdef",
+	    NULL), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not taken on the command line"));
+	CU_ASSERT_PTR_NULL(strstr(err, "0123456789abcdef"));
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--database-url", "postgresql://u:pw@h/db", NULL), -1);
+	CU_ASSERT_PTR_NULL(strstr(err, "pw@"));
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--provider-key=sk-x", NULL), -1);
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--nats-url=nats://u:pw@h:4222", NULL), -1);
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--nats-url=nats://h:4222", NULL), 0);
+	fd = mkstemp(path);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(write(fd, "fedcba9876543210fedcba9876543210\n", 33), 33);
+	close(fd);
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--admin-token-file", path, NULL), 0);
+	CU_ASSERT_STRING_EQUAL(c.admin_token, "fedcba9876543210fedcba9876543210");
+	setenv("TETHER_ADMIN_TOKEN_FILE", path, 1);
+	setenv("DATABASE_URL_FILE", path, 1);
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, NULL), 0);
+	CU_ASSERT_STRING_EQUAL(c.admin_token, "fedcba9876543210fedcba9876543210");
+	CU_ASSERT_STRING_EQUAL(c.database_url, "fedcba9876543210fedcba9876543210");
+	/* The variable itself wins over its file. */
+	setenv("TETHER_ADMIN_TOKEN", "0123456789abcdef0123456789abcdef", 1);
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, NULL), 0);
+	CU_ASSERT_STRING_EQUAL(c.admin_token, "0123456789abcdef0123456789abcdef");
+	unlink(path);
+	unsetenv("DATABASE_URL_FILE");
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, NULL), 0);   /* the variable, not the file */
+	unsetenv("TETHER_ADMIN_TOKEN");
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, NULL), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "could not read"));
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--admin-token-file", "/nonexistent/x", NULL), -1);
+	env_clear();
 }
 
 static void
@@ -217,10 +265,11 @@ test_flags(void)
 
 	env_clear();
 	setenv("TETHER_WORKERS", "8", 1);
+	setenv("TETHER_ADMIN_TOKEN", "0123456789abcdef0123456789abcdef", 1);
 	/* --name value, --name=value, dashes or underscores; flags beat the environment. */
 	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--workers", "3", "--max-body=4m",
 	    "--max_input", "1k", "--db-pool=7", "--log_level=debug", "--bench-routes", "yes",
-	    "--admin-token=0123456789abcdef0123456789abcdef", "--pod", "pod-9", NULL), 0);
+	    "--pod", "pod-9", NULL), 0);
 	CU_ASSERT_STRING_EQUAL(err, "");
 	CU_ASSERT_EQUAL(c.workers, 3);
 	CU_ASSERT_EQUAL(c.max_body, 4 * 1024 * 1024);
@@ -231,9 +280,10 @@ test_flags(void)
 	CU_ASSERT_STRING_EQUAL(c.admin_token, "0123456789abcdef0123456789abcdef");
 	CU_ASSERT_STRING_EQUAL(c.pod, "pod-9");
 	/* A value may hold '=' and an empty string value is allowed. */
-	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--database-url=postgresql://h/db?a=b",
+	unsetenv("TETHER_ADMIN_TOKEN");
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--provider-url=http://h/v1?a=b",
 	    "--system-prompt=", NULL), 0);
-	CU_ASSERT_STRING_EQUAL(c.database_url, "postgresql://h/db?a=b");
+	CU_ASSERT_STRING_EQUAL(c.provider_url, "http://h/v1?a=b");
 	CU_ASSERT_STRING_EQUAL(c.system_prompt, "");
 	/* Later flags win. */
 	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--workers=4", "--workers=5", NULL), 0);
@@ -381,12 +431,15 @@ test_cross_checks(void)
 	CU_ASSERT_STRING_EQUAL(err, "max_input (2049) must not exceed max_body (2048)");
 	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--max-body=2048", "--max-input=2048", NULL), 0);
 	/* The admin token: 32 characters at least, never the example file's. */
-	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--admin-token=0123456789abcdef0123456789abcde",
-	    NULL), -1);
+	setenv("TETHER_ADMIN_TOKEN", "0123456789abcdef0123456789abcde", 1);
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, NULL), -1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "shorter than 32 characters"));
-	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--admin-token=change-me-admin", NULL), -1);
-	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--admin-token=" "0123456789abcdef0123456789abcdef", NULL), 0);
-	CU_ASSERT_EQUAL(load(&c, err, sizeof err, "--admin-token=", NULL), 0);
+	setenv("TETHER_ADMIN_TOKEN", "change-me-admin", 1);
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, NULL), -1);
+	setenv("TETHER_ADMIN_TOKEN", "0123456789abcdef0123456789abcdef", 1);
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, NULL), 0);
+	unsetenv("TETHER_ADMIN_TOKEN");
+	CU_ASSERT_EQUAL(load(&c, err, sizeof err, NULL), 0);
 	/* The default max_input (256 KiB) against a small body limit, set by env. */
 	setenv("TETHER_MAX_BODY", "128k", 1);
 	CU_ASSERT_EQUAL(load(&c, err, sizeof err, NULL), -1);
@@ -546,6 +599,7 @@ static const struct unit_case cases[] = {
 	{ "help", test_help },
 	{ "config_set", test_set },
 	{ "dump masks secrets", test_dump_masks_secrets },
+	{ "secrets not in argv", test_secrets_not_in_argv },
 	{ "file descriptor budget", test_fit_fds },
 };
 

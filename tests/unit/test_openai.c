@@ -427,8 +427,16 @@ test_model_check(void)
 	CU_ASSERT(strstr(err, "TETHER_PROVIDER_URL") != NULL);
 	CU_ASSERT_STRING_EQUAL(provider_default_model(&cfg), "mock");
 	strcpy(cfg.provider_url, "http://127.0.0.1:1/v1");
-	CU_ASSERT_EQUAL(provider_model_check(&cfg, "anything", err, sizeof err), 0);
+	/* The allow-list defaults to the configured model: none here, so nothing. */
+	CU_ASSERT_EQUAL(provider_model_check(&cfg, "anything", err, sizeof err), -1);
+	CU_ASSERT(strstr(err, "not configured") != NULL);
 	CU_ASSERT_STRING_EQUAL(provider_default_model(&cfg), "mock");
+	strcpy(cfg.provider_model, "llama3");
+	CU_ASSERT_EQUAL(provider_model_check(&cfg, "llama3", err, sizeof err), 0);
+	CU_ASSERT_EQUAL(provider_model_check(&cfg, "anything", err, sizeof err), -1);
+	CU_ASSERT(strstr(err, "configured models: llama3") != NULL);
+	strcpy(cfg.provider_models, "*");       /* any name, by choice */
+	CU_ASSERT_EQUAL(provider_model_check(&cfg, "anything", err, sizeof err), 0);
 	strcpy(cfg.provider_model, "llama3");
 	strcpy(cfg.provider_models, "fast=gpt-4o-mini,local");
 	CU_ASSERT_STRING_EQUAL(provider_default_model(&cfg), "llama3");

@@ -404,6 +404,25 @@ esc_is(const char *src, size_t len, size_t cap, const char *want)
 }
 
 static void
+test_url_mask(void)
+{
+	char out[256];
+
+	CU_ASSERT_STRING_EQUAL(url_mask(out, sizeof out, "postgres://tether:s3cret@db:5432/tether"),
+	    "postgres://tether:***@db:5432/tether");
+	CU_ASSERT_STRING_EQUAL(url_mask(out, sizeof out, "postgresql://postgres@127.0.0.1:1/t"),
+	    "postgresql://postgres@127.0.0.1:1/t");
+	CU_ASSERT_STRING_EQUAL(url_mask(out, sizeof out,
+	    "nats://pod:pw1@n1:4222,nats://pod:p@w2@n2:4222,nats://tok@n3:4222"),
+	    "nats://pod:***@n1:4222,nats://pod:***@n2:4222,nats://***@n3:4222");
+	CU_ASSERT_STRING_EQUAL(url_mask(out, sizeof out, "nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+	CU_ASSERT_STRING_EQUAL(url_mask(out, sizeof out, "http://h/v1?x=a:b@c"), "http://h/v1?x=a:b@c");
+	CU_ASSERT_STRING_EQUAL(url_mask(out, sizeof out, "not a url"), "not a url");
+	CU_ASSERT_STRING_EQUAL(url_mask(out, sizeof out, ""), "");
+	CU_ASSERT_STRING_EQUAL(url_mask(out, 12, "nats://u:pw@host"), "nats://u:**");
+}
+
+static void
 test_log_escape(void)
 {
 	char dst[4] = "abc";
@@ -567,6 +586,7 @@ static const struct unit_case cases[] = {
 	{ "buf json string", test_buf_json_str },
 	{ "buf json string bound", test_buf_json_str_bound },
 	{ "buf steal", test_buf_steal },
+	{ "url mask", test_url_mask },
 	{ "log escape", test_log_escape },
 	{ "text escape", test_text_escape },
 	{ "log levels", test_log_levels },
