@@ -92,7 +92,7 @@ op_publish_failed(void *arg, const char *run_id)
 	tlog_run(LOG_WARN, rs.id, rs.attempt, "run failed by the sweep: %s",
 	    rs.error_json ? rs.error_json : "-");
 	if (!strcmp(rs.status, "failed"))
-		run_announce_terminal(a, rs.id, rs.attempt, "failed", rs.error_json, "final");
+		run_announce_terminal(a->runner, rs.id, rs.attempt, "failed", rs.error_json, "final");
 	store_run_state_free(&rs);
 }
 

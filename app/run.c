@@ -1,13 +1,12 @@
 /* run.c - generators. Each owns one (run, attempt); every write it makes is fenced:
  * stream publishes by expected last subject sequence, the terminal row write by
  * attempt and owner. A fenced write means someone else owns the run now (a taker
- * or a cancel): the generator stops at once and writes nothing more. */
+ * or a cancel): the generator stops at once and writes nothing more. Everything
+ * outside goes through struct gen_ops (run.h). */
 #include "run.h"
 #include "sse.h"
-#include "app.h"
 #include "bus.h"
 #include "buf.h"
-#include "config.h"
 #include "crash.h"
 #include "err.h"
 #include "fault.h"
@@ -20,6 +19,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,7 +38,7 @@ struct job {
 };
 
 struct runner {
-	struct app *app;
+	struct gen_ops ops;
 	pthread_mutex_t mu;             /* guards everything below and job.call/stop */
 	pthread_cond_t idle;
 	int max;
@@ -48,13 +48,13 @@ struct runner {
 };
 
 int
-runner_new(struct runner **out, struct app *app, int max_runs)
+runner_new(struct runner **out, const struct gen_ops *ops, int max_runs)
 {
 	struct runner *r = calloc(1, sizeof *r);
 
 	if (!r)
 		return TE_NOMEM;
-	r->app = app;
+	r->ops = *ops;
 	r->max = max_runs;
 	pthread_mutex_init(&r->mu, NULL);
 	cond_init_monotonic(&r->idle);
@@ -142,16 +142,18 @@ job_set_call(struct job *j, struct provider_call *c)
 	pthread_mutex_lock(&j->r->mu);
 	j->call = c;
 	if (c && j->stop)
-		provider_cancel(c);
+		j->r->ops.provider_cancel(c);
 	pthread_mutex_unlock(&j->r->mu);
 }
 
 /* ---- the generator ---- */
 
+static void term_announce(const struct gen_ops *o, const char *run_id, int attempt,
+    const char *status, const char *error_json, const char *why);
+
 struct gen {
 	struct job *j;
-	struct app *a;
-	const struct config *cfg;
+	const struct gen_ops *o;
 	const char *run;
 	int attempt;
 	int64_t deadline_ms;            /* give up on NATS/PostgreSQL trouble after this */
@@ -169,13 +171,13 @@ gen_settle(struct gen *g)
 	uint64_t sseq = 0;
 	int rc;
 
-	if (!bus_pub_inflight(g->pub))
+	if (!g->o->pub_inflight(g->pub))
 		return TE_OK;
-	rc = bus_pub_settle(g->pub, g->deadline_ms, &sseq);
+	rc = g->o->pub_settle(g->pub, g->deadline_ms, &sseq);
 	if (rc == TE_OK) {
 		g->prev = sseq;
 	} else if (rc == TE_FENCED) {
-		atomic_fetch_add(&g->a->ctr.fenced_publishes, 1);
+		atomic_fetch_add(g->o->fenced_publishes, 1);
 		tlog_run(LOG_WARN, g->run, g->attempt,
 		    "publish fenced: the run has a newer owner or was cancelled; stopping");
 	}
@@ -193,12 +195,27 @@ gen_publish(struct gen *g, enum bus_ev type, int64_t end, const char *msg_id, co
 
 	if ((rc = gen_settle(g)) != TE_OK)
 		return rc;
-	if ((rc = bus_pub_send(g->pub, g->run, g->attempt, g->seq, type, end, msg_id, data, len,
+	if ((rc = g->o->pub_send(g->pub, g->run, g->attempt, g->seq, type, end, msg_id, data, len,
 	    g->prev)) != TE_OK)
 		return rc;
 	if (type == EV_DELTA)
-		atomic_fetch_add(&g->a->ctr.chunks_published, 1);
+		atomic_fetch_add(g->o->chunks_published, 1);
 	return settle_now ? gen_settle(g) : TE_OK;
+}
+
+/* Does the run's row still say it is ours: running, at this attempt, owned by
+ * this worker? *ours is written only on success. */
+static int
+gen_row_ours(struct gen *g, int *ours)
+{
+	struct run_state rs;
+	int rc = g->o->run_state(g->o->arg, g->run, &rs);
+
+	if (rc != TE_OK)
+		return rc;
+	*ours = !strcmp(rs.status, "running") && rs.attempt == g->attempt && rs.owner == g->o->worker;
+	store_run_state_free(&rs);
+	return TE_OK;
 }
 
 /* Seq 0 of a takeover: reset, expecting the subject's last sequence as read. */
@@ -206,16 +223,12 @@ static int
 gen_reset_publish(struct gen *g, const char *data, size_t n)
 {
 	for (int i = 0; i < RESET_TRIES; i++) {
-		struct bus_event last;
-		struct run_state rs;
-		int rc = bus_last(g->a->bus, g->run, &last);
+		struct gen_last last;
+		int ours, rc = g->o->last(g->o->arg, g->run, &last);
 
 		if (rc == TE_OK) {
-			int done = last.type == EV_DONE;
-
 			g->prev = last.sseq;
-			bus_event_release(&last);
-			if (done) {
+			if (last.type == EV_DONE) {
 				tlog_run(LOG_INFO, g->run, g->attempt,
 				    "stream already ended (done); not resuming");
 				return TE_FENCED;
@@ -227,20 +240,15 @@ gen_reset_publish(struct gen *g, const char *data, size_t n)
 			continue;
 		}
 		g->seq = 0;
-		rc = bus_publish(g->a->bus, g->run, g->attempt, 0, EV_RESET, 0, NULL, data, n,
+		rc = g->o->publish(g->o->arg, g->run, g->attempt, 0, EV_RESET, 0, NULL, data, n,
 		    g->prev, g->deadline_ms, &g->prev);
 		if (rc == TE_OK)
 			return TE_OK;
 		if (rc != TE_FENCED)
 			return rc;
 		/* Someone published between our read and our reset: still ours? */
-		if (store_run_state(g->a->store, NULL, g->run, &rs) == TE_OK) {
-			int ours = !strcmp(rs.status, "running") && rs.attempt == g->attempt &&
-			    rs.owner == g->a->worker;
-			store_run_state_free(&rs);
-			if (!ours)
-				return TE_FENCED;
-		}
+		if (gen_row_ours(g, &ours) == TE_OK && !ours)
+			return TE_FENCED;
 	}
 	return TE_FENCED;
 }
@@ -281,7 +289,7 @@ gen_finish(struct gen *g, const char *status, const char *output, size_t len, co
 	int64_t backoff = 100;
 
 	for (;;) {
-		int rc = store_run_finish(g->a->store, g->run, g->attempt, g->a->worker, status,
+		int rc = g->o->run_finish(g->o->arg, g->run, g->attempt, g->o->worker, status,
 		    output, len, error, usage, tool_calls);
 
 		if (rc == TE_OK || rc == TE_FENCED) {
@@ -353,15 +361,10 @@ gen_fail(struct gen *g, const char *code, const char *msg)
 static void
 gen_fenced(struct gen *g)
 {
-	struct run_state rs;
 	struct buf e;
 	int ours;
 
-	if (store_run_state(g->a->store, NULL, g->run, &rs) != TE_OK)
-		return;
-	ours = !strcmp(rs.status, "running") && rs.attempt == g->attempt && rs.owner == g->a->worker;
-	store_run_state_free(&rs);
-	if (!ours)
+	if (gen_row_ours(g, &ours) != TE_OK || !ours)
 		return;
 	tlog_run(LOG_ERROR, g->run, g->attempt,
 	    "the run's events are gone from JetStream (stream reset?); ending the run failed");
@@ -369,7 +372,7 @@ gen_fenced(struct gen *g)
 	if (buf_puts(&e, "{\"code\":\"unavailable\",\"message\":\"the run's event stream was lost "
 	    "(NATS lost its store); start the run again\"}") == TE_OK &&
 	    gen_finish(g, "failed", NULL, 0, e.data, NULL, NULL) == TE_OK)
-		run_announce_terminal(g->a, g->run, g->attempt, "failed", e.data, "final");
+		term_announce(g->o, g->run, g->attempt, "failed", e.data, "final");
 	buf_free(&e);
 }
 
@@ -387,7 +390,7 @@ gen_abandon(struct gen *g, const char *code, const char *msg)
 	if (buf_printf(&e, "{\"code\":\"%s\",\"message\":", code) == TE_OK &&
 	    buf_json_str(&e, msg, strlen(msg)) == TE_OK && buf_puts(&e, "}") == TE_OK &&
 	    gen_finish(g, "failed", NULL, 0, e.data, NULL, NULL) == TE_OK)
-		run_announce_terminal(g->a, g->run, g->attempt, "failed", e.data, "final");
+		term_announce(g->o, g->run, g->attempt, "failed", e.data, "final");
 	buf_free(&e);
 }
 
@@ -402,7 +405,7 @@ gen_publish_failed(struct gen *g, int rc, const char *what)
 		return;
 	}
 	snprintf(msg, sizeof msg, "could not publish the %s: %s", what,
-	    g->pub && bus_pub_error(g->pub)[0] ? bus_pub_error(g->pub) : te_strerror(rc));
+	    g->pub && g->o->pub_error(g->pub)[0] ? g->o->pub_error(g->pub) : te_strerror(rc));
 	gen_fail(g, "internal", msg);
 }
 
@@ -413,7 +416,7 @@ gen_publish_failed(struct gen *g, int rc, const char *what)
 static int
 gen_delta(struct gen *g, struct buf *data, const char *text, size_t len, size_t base)
 {
-	size_t max = bus_max_data(g->a->bus), piece, off = 0;
+	size_t max = g->o->max_data(g->o->arg), piece, off = 0;
 	int rc;
 
 	buf_reset(data);
@@ -458,9 +461,9 @@ gen_messages(struct gen *g, struct provider_msg **out, size_t *n)
 
 	if (!m)
 		return TE_NOMEM;
-	if (g->cfg->system_prompt[0]) {
+	if (g->o->system_prompt[0]) {
 		m[k].role = "system";
-		m[k++].content = g->cfg->system_prompt;
+		m[k++].content = g->o->system_prompt;
 	}
 	for (size_t i = 0; i < g->ctx.nhistory; i++) {
 		int answered = h[i].tool_calls_json && i + 1 < g->ctx.nhistory &&
@@ -493,7 +496,7 @@ gen_tool_calls(struct gen *g, const struct toolcalls *tc, size_t out_len, struct
 	int rc;
 
 	if ((rc = toolcalls_json(tc, g->attempt, calls_json, err, sizeof err)) != TE_OK) {
-		atomic_fetch_add(&g->a->ctr.provider_errors, 1);
+		atomic_fetch_add(g->o->provider_errors, 1);
 		gen_fail(g, "provider_error", err);
 		return rc;
 	}
@@ -524,7 +527,7 @@ gen_provider_fail(struct gen *g, int rc, const char *detail)
 {
 	int timeout = rc == TE_TIMEOUT;
 
-	atomic_fetch_add(&g->a->ctr.provider_errors, 1);
+	atomic_fetch_add(g->o->provider_errors, 1);
 	tlog_run(LOG_WARN, g->run, g->attempt, "provider call failed (%s): %s",
 	    timeout ? "timeout" : "provider_error", detail);
 	gen_fail(g, timeout ? "timeout" : "provider_error", timeout
@@ -544,15 +547,15 @@ gen_run(struct gen *g)
 	int64_t backoff = 100;
 	int rc, eof = 0;
 
-	buf_init(&out, (size_t)g->cfg->max_output);
-	buf_init(&chunk, (size_t)g->cfg->max_output);
-	buf_init(&data, JSON_STR_MAX(g->cfg->max_output) + 64);
-	if ((rc = bus_pub_open(g->a->bus, &g->pub)) != TE_OK) {
+	buf_init(&out, (size_t)g->o->max_output);
+	buf_init(&chunk, (size_t)g->o->max_output);
+	buf_init(&data, JSON_STR_MAX(g->o->max_output) + 64);
+	if ((rc = g->o->pub_open(g->o->arg, &g->pub)) != TE_OK) {
 		snprintf(err, sizeof err, "could not open a NATS publisher: %s", te_strerror(rc));
 		gen_abandon(g, "unavailable", err);
 		goto out;
 	}
-	while ((rc = store_run_context(g->a->store, g->run, &g->ctx)) == TE_DB ||
+	while ((rc = g->o->run_context(g->o->arg, g->run, &g->ctx)) == TE_DB ||
 	    rc == TE_TIMEOUT) {
 		if (now_ms() > g->deadline_ms || job_stopped(g->j))
 			goto out;
@@ -580,14 +583,13 @@ gen_run(struct gen *g)
 	if (g->j->kind == RUN_TAKEOVER && g->j->claimed_us) {
 		long long ms = (now_us() - g->j->claimed_us) / 1000;
 
-		app_takeover_observe(g->a, ms);
+		g->o->takeover_observe(g->o->arg, ms);
 		tlog_run(LOG_INFO, g->run, g->attempt, "resumed: reset published %lld ms after the claim",
 		    ms);
 	}
 	if ((rc = gen_messages(g, &msgs, &nmsgs)) != TE_OK)
 		goto out;
 	memset(&preq, 0, sizeof preq);
-	preq.cfg = g->cfg;
 	preq.run_id = g->run;
 	preq.attempt = g->attempt;
 	preq.model = g->ctx.model;
@@ -597,14 +599,14 @@ gen_run(struct gen *g)
 	preq.tools_json = g->ctx.tools_json;
 	preq.tool_choice_json = g->ctx.tool_choice_json;
 	err[0] = '\0';
-	if ((rc = provider_start(&preq, &call, err, sizeof err)) != TE_OK) {
+	if ((rc = g->o->provider_start(g->o->arg, &preq, &call, err, sizeof err)) != TE_OK) {
 		gen_provider_fail(g, TE_PROVIDER, err[0] ? err : te_strerror(rc));
 		goto out;
 	}
 	job_set_call(g->j, call);
 	for (g->seq = 1;; g->seq++) {
 		buf_reset(&chunk);
-		rc = provider_next(call, &chunk, &eof, err, sizeof err);
+		rc = g->o->provider_next(call, &chunk, &eof, err, sizeof err);
 		if (rc == TE_CLOSED || job_stopped(g->j)) {
 			/* Cancelled or aborted: the canceller or a taker writes the end. */
 			tlog_run(LOG_INFO, g->run, g->attempt,
@@ -641,8 +643,8 @@ gen_run(struct gen *g)
 		}
 	}
 	{
-		const char *usage = provider_usage(call), *status = "completed";
-		const struct toolcalls *tc = provider_tool_calls(call);
+		const char *usage = g->o->provider_usage(call), *status = "completed";
+		const struct toolcalls *tc = g->o->provider_tool_calls(call);
 
 		g->seq--;       /* the loop counted the eof */
 		buf_reset(&data);
@@ -670,8 +672,8 @@ gen_run(struct gen *g)
 	    (long long)g->seq - 1, out.len);
 out:
 	job_set_call(g->j, NULL);
-	bus_pub_close(g->pub);
-	provider_free(call);
+	g->o->pub_close(g->pub);
+	g->o->provider_free(call);
 	free(msgs);
 	store_run_context_free(&g->ctx);
 	buf_free(&out);
@@ -688,11 +690,10 @@ gen_main(void *arg)
 
 	memset(&g, 0, sizeof g);
 	g.j = j;
-	g.a = r->app;
-	g.cfg = r->app->cfg;
+	g.o = &r->ops;
 	g.run = j->run_id;
 	g.attempt = j->attempt;
-	g.deadline_ms = now_ms() + (int64_t)g.cfg->max_run_s * 1000;
+	g.deadline_ms = now_ms() + (int64_t)r->ops.max_run_s * 1000;
 	crash_generating(j->run_id, j->attempt);        /* a crash of this thread is the run's */
 	gen_run(&g);
 	crash_generating(NULL, 0);
@@ -748,7 +749,7 @@ runner_spawn(struct runner *r, const char *run_id, int attempt, enum run_kind ki
 		    strerror(err));
 		return TE_NOMEM;
 	}
-	atomic_fetch_add(&r->app->ctr.runs_started, 1);
+	atomic_fetch_add(r->ops.runs_started, 1);
 	return TE_OK;
 }
 
@@ -760,7 +761,7 @@ runner_cancel(struct runner *r, const char *run_id, int attempt)
 		if (!strcmp(j->run_id, run_id) && (attempt == 0 || j->attempt == attempt)) {
 			j->stop = 1;
 			if (j->call)
-				provider_cancel(j->call);
+				r->ops.provider_cancel(j->call);
 		}
 	pthread_mutex_unlock(&r->mu);
 }
@@ -772,7 +773,7 @@ runner_abort_all(struct runner *r)
 	for (struct job *j = r->jobs; j; j = j->next) {
 		j->stop = 1;
 		if (j->call)
-			provider_cancel(j->call);
+			r->ops.provider_cancel(j->call);
 	}
 	pthread_mutex_unlock(&r->mu);
 }
@@ -799,8 +800,10 @@ runner_wait(struct runner *r, int64_t deadline_ms)
 	return n;
 }
 
-int
-run_publish_terminal(struct app *a, const char *run_id, int attempt, const char *status,
+/* ---- done for a run this worker does not generate ---- */
+
+static int
+term_publish(const struct gen_ops *o, const char *run_id, int attempt, const char *status,
     const char *error_json, const char *why)
 {
 	char msg_id[UUID_LEN + 32];
@@ -815,27 +818,22 @@ run_publish_terminal(struct app *a, const char *run_id, int attempt, const char 
 	/* One id per run and reason: a retried publish is stored once. */
 	snprintf(msg_id, sizeof msg_id, "%s:%s", run_id, why);
 	for (int i = 0; i < RESET_TRIES && rc == TE_FENCED; i++) {
-		struct bus_event last;
+		struct gen_last last;
 		uint64_t expect = 0, sseq;
 		int64_t seq = 1;
 
-		rc = bus_last(a->bus, run_id, &last);
+		rc = o->last(o->arg, run_id, &last);
 		if (rc == TE_OK) {
-			int ended = last.type == EV_DONE;
-
 			expect = last.sseq;
 			if (last.attempt == attempt)
 				seq = last.seq + 1;
-			bus_event_release(&last);
-			if (ended) {
-				rc = TE_OK;
+			if (last.type == EV_DONE)
 				break;
-			}
 		} else if (rc != TE_NOTFOUND) {
 			break;
 		}
-		rc = bus_publish(a->bus, run_id, attempt, seq, EV_DONE, 0, msg_id, b.data, b.len, expect,
-		    now_ms() + a->cfg->nats_timeout_ms, &sseq);
+		rc = o->publish(o->arg, run_id, attempt, seq, EV_DONE, 0, msg_id, b.data, b.len, expect,
+		    now_ms() + o->nats_timeout_ms, &sseq);
 	}
 	if (rc != TE_OK)
 		tlog_run(LOG_WARN, run_id, attempt, "could not publish done (%s): %s; watchers "
@@ -844,13 +842,27 @@ run_publish_terminal(struct app *a, const char *run_id, int attempt, const char 
 	return rc;
 }
 
-void
-run_announce_terminal(struct app *a, const char *run_id, int attempt, const char *status,
+static void
+term_announce(const struct gen_ops *o, const char *run_id, int attempt, const char *status,
     const char *error_json, const char *why)
 {
-	int rc = run_publish_terminal(a, run_id, attempt, status, error_json, why);
+	int rc = term_publish(o, run_id, attempt, status, error_json, why);
 
 	if (rc != TE_OK && rc != TE_FENCED)
 		tlog_run(LOG_INFO, run_id, attempt, "could not publish done (%s): %s; watchers "
 		    "complete from PostgreSQL", status, te_strerror(rc));
+}
+
+int
+run_publish_terminal(struct runner *r, const char *run_id, int attempt, const char *status,
+    const char *error_json, const char *why)
+{
+	return term_publish(&r->ops, run_id, attempt, status, error_json, why);
+}
+
+void
+run_announce_terminal(struct runner *r, const char *run_id, int attempt, const char *status,
+    const char *error_json, const char *why)
+{
+	term_announce(&r->ops, run_id, attempt, status, error_json, why);
 }

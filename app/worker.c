@@ -310,7 +310,7 @@ charge_crash(struct crash_slot *cs)
 	tlog_run(LOG_WARN, run_id, attempt, "charged the run a crash of the previous worker%s",
 	    failed_now ? "; it reached max_attempts and failed (too_many_attempts)" : "");
 	if (failed_now)
-		run_announce_terminal(&app, run_id, cur, "failed", error_json, "final");
+		run_announce_terminal(app.runner, run_id, cur, "failed", error_json, "final");
 	free(error_json);
 }
 
@@ -405,7 +405,6 @@ worker_main(const struct config *cfg, int fd, pid_t master, struct crash_slot *c
 		return 1;
 	}
 	if (store_open(&app.store, cfg, "tetherd") != TE_OK ||
-	    runner_new(&app.runner, &app, cfg->max_runs) != TE_OK ||
 	    authcache_new(&app.auth, app.cfg->auth_cache_ms) != TE_OK ||
 	    quota_new(&app.quota) != TE_OK) {
 		tlog(LOG_ERROR, "out of memory at start");
@@ -414,7 +413,15 @@ worker_main(const struct config *cfg, int fd, pid_t master, struct crash_slot *c
 	retry_until("registering this worker in PostgreSQL", do_live, &stopset);
 	log_set_worker(app.worker);
 	{
+		struct gen_ops gops;
 		struct recovery_ops ops;
+
+		/* After registering: generators fence their writes by this worker's id. */
+		gen_ops_for_app(&gops, &app);
+		if (runner_new(&app.runner, &gops, cfg->max_runs) != TE_OK) {
+			tlog(LOG_ERROR, "out of memory at start");
+			return 1;
+		}
 
 		/* After registering: recovery knows this worker by its id. */
 		recovery_ops_for_app(&ops, &app);

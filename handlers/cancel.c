@@ -33,7 +33,7 @@ h_run_cancel(struct req *r)
 	}
 	if (c.changed) {
 		tlog_run(LOG_INFO, r->id, c.attempt, "cancelled (owner %ld)", c.owner);
-		run_announce_terminal(a, r->id, c.attempt, "cancelled", NULL, "cancel");
+		run_announce_terminal(a->runner, r->id, c.attempt, "cancelled", NULL, "cancel");
 		if (c.owner == a->worker)
 			runner_cancel(a->runner, r->id, 0);
 		else if (c.owner && bus_ctl_send(a->bus, c.owner, "cancel", r->id) != TE_OK)

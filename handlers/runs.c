@@ -184,7 +184,7 @@ run_start_created(struct req *r, const char *run_id)
 	 * it: never leave it running under this live worker. */
 	rc = store_run_finish(a->store, run_id, 1, a->worker, "failed", NULL, 0, why, NULL, NULL);
 	if (rc == TE_OK)
-		run_announce_terminal(a, run_id, 1, "failed", why, "final");
+		run_announce_terminal(a->runner, run_id, 1, "failed", why, "final");
 	else if (rc != TE_FENCED && (rc = store_run_release(a->store, run_id, 1, a->worker)) != TE_OK &&
 	    rc != TE_FENCED)
 		tlog_run(LOG_ERROR, run_id, 1, "the run has no generator and could not be failed nor "
