@@ -47,7 +47,7 @@ PGBIN = os.environ.get("TETHER_PG_BIN", "/usr/lib/postgresql/15/bin")
 PODS = ("pod-1", "pod-2", "pod-3")
 IMAGE = "tether:0.1.0"
 POD_HEALTH = ("SCRIPT_NAME=/healthz DOCUMENT_URI=/healthz REQUEST_METHOD=GET "
-              "cgi-fcgi -bind -connect 127.0.0.1:9000 | grep -q '\"status\":\"ok\"'")
+              "timeout 2 cgi-fcgi -bind -connect 127.0.0.1:9000 | grep -q '\"status\":\"ok\"'")
 CRON_LOOP = ("while :; do curl -s -m 10 -X POST -H @<(printf 'Authorization: Bearer %s\\n' "
              "\"$$TETHER_ADMIN_TOKEN\") "
              "http://nginx/v1/admin/recover -o /dev/null -w '%{http_code} %{time_total}s\\n' "
@@ -247,6 +247,27 @@ def test_compose_hardened(c):
     assert "{ user: tether, password: $TETHER_NATS_PASSWORD }" in conf
     assert "user: ops, password: $TETHER_NATS_OPS_PASSWORD" in conf
     assert env_file(ENV_EXAMPLE)["TETHER_NATS_PASSWORD"] == env_file(NATS_ENV_EXAMPLE)["TETHER_NATS_PASSWORD"]
+
+
+def test_nats_conf_takes_the_passwords_compose_local_makes(c):
+    """nats-server reads $TETHER_NATS_PASSWORD as a config token: a hex password
+    like 5e2d3e… is the number 5e2 and junk, and nats-server does not start (CI saw
+    it: one random password in a few). compose-local makes them start with a letter
+    and refuses any other kind; nats-server accepts those."""
+    conf = os.path.join(DOCKER, "nats.conf")
+
+    def check(pw):
+        env = dict(os.environ, TETHER_NATS_PASSWORD=pw, TETHER_NATS_OPS_PASSWORD=pw)
+        return subprocess.run(["nats-server", "-c", conf, "-t"], env=env, text=True, capture_output=True,
+                              timeout=30)
+    assert check("5e2d3e" + "0" * 42).returncode != 0
+    for _ in range(50):
+        pw = "n" + os.urandom(24).hex()
+        p = check(pw)
+        assert p.returncode == 0 and "is valid" in p.stdout + p.stderr, (pw, p)
+    script = read(os.path.join(ROOT, "scripts", "compose-local"))
+    assert script.count("np=n$(head -c 24 /dev/urandom") == 1 and "TETHER_NATS_OPS_PASSWORD=n%s" in script
+    assert 'nats_passwords_ok "$natsfile"' in script
 
 def test_compose_one_image(c):
     svcs = c.config()["services"]
