@@ -47,7 +47,7 @@ PGBIN = os.environ.get("TETHER_PG_BIN", "/usr/lib/postgresql/15/bin")
 PODS = ("pod-1", "pod-2", "pod-3")
 IMAGE = "tether:0.1.0"
 POD_HEALTH = ("SCRIPT_NAME=/healthz DOCUMENT_URI=/healthz REQUEST_METHOD=GET "
-              "timeout 2 cgi-fcgi -bind -connect 127.0.0.1:9000 | grep -q '\"status\":\"ok\"'")
+              "cgi-fcgi -bind -connect 127.0.0.1:9000 | grep -q '\"status\":\"ok\"'")
 CRON_LOOP = ("while :; do curl -s -m 10 -X POST -H @<(printf 'Authorization: Bearer %s\\n' "
              "\"$$TETHER_ADMIN_TOKEN\") "
              "http://nginx/v1/admin/recover -o /dev/null -w '%{http_code} %{time_total}s\\n' "
